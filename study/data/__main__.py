@@ -1,0 +1,63 @@
+"""``python -m study.data check DATASET [--label NAME]`` and ``... prepare DATASET``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+from study.errors import ConfigError, run_cli
+
+
+def _grid(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(v) for v in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"grid must look like 320x256x72, got {text!r}") from None
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"grid must be three positive sizes like 320x256x72, got {text!r}")
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m study.data",
+                                 description="Check or preprocess a data set (nnU-Net v2 raw layout).")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    chk = sub.add_parser("check", help="validate every case and print a summary")
+    chk.add_argument("dataset", help="data set folder holding dataset.json, imagesTr, labelsTr")
+    chk.add_argument("--label", default=None, help="target label name (default: tumor, else the only foreground label)")
+    prep = sub.add_parser("prepare", help="resample + normalise into the cache (built once)")
+    prep.add_argument("dataset")
+    prep.add_argument("--label", default=None)
+    prep.add_argument("--grid", type=_grid, default=(320, 256, 72), help="target grid XxYxZ (default 320x256x72)")
+    prep.add_argument("--cache", default=None, help="cache root (default $STUDY_CACHE or ~/.cache/study)")
+    prep.add_argument("--seed", type=int, default=0, help="split seed")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from study.data.validate import check_dataset, format_summary
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the summary lists them
+            summary = check_dataset(args.dataset, label=args.label)
+        print(format_summary(summary))
+        return 0
+    if args.command == "prepare":
+        from study.data.cache import prepare
+
+        t0 = time.perf_counter()
+        prep = prepare(args.dataset, label=args.label, grid=args.grid, cache_root=args.cache,
+                       seed=args.seed)
+        size = sum(f.stat().st_size for f in prep.cache_dir.rglob("*") if f.is_file())
+        print(f"cache      {prep.cache_dir} ({size / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s)")
+        print(f"split      {prep.split_path}: " + ", ".join(f"{k} {len(v)}" for k, v in prep.split.items()))
+        return 0
+    raise ConfigError("missing command: use `python -m study.data check DATASET` or `prepare DATASET`")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

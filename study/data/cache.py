@@ -1,0 +1,177 @@
+"""The preprocessing cache: every case resampled to the grid, normalised, stored as .npy.
+
+``prepare(root, grid=...)`` returns a `Prepared` view of
+``CACHE_ROOT/<dataset name>-<key>/`` where ``key`` hashes the data set fingerprint (dataset.json
+plus name, size, first and last MiB of every NIfTI file: content, not paths or mtimes, so a
+copy of the same data on another node finds/builds the same key) and the preprocessing
+settings. Layout::
+
+    meta.json                      settings, fingerprint, per-case geometry, scales (written last)
+    images/<case>_<k>.npy          int16 (Z, X, Y) per phase k (axial slices contiguous)
+    masks/<case>.npy               uint8 (Z, X, Y), 1 = target label
+    splits/seed<S>_val<V>_test<T>.json
+
+The directory is built under a temporary name and renamed into place, so it is either
+complete or absent; a file lock serialises builders on one node and "first rename wins"
+resolves builders on different nodes sharing a file system. Reads are memory-mapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from study.data import resample as rs
+from study.data.dataset import DatasetSpec, load_case, read_dataset, resolve_cache_root
+from study.data.prepared import Prepared
+from study.data.splits import load_or_write_split
+from study.errors import DataError
+
+CACHE_VERSION = 1
+_HASH_CHUNK = 1 << 20
+_fp_memo: dict[tuple, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    memo_key = (str(path), st.st_size, st.st_mtime_ns)
+    if memo_key in _fp_memo:
+        return _fp_memo[memo_key]
+    h = hashlib.sha256(str(st.st_size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(_HASH_CHUNK))
+        if st.st_size > 2 * _HASH_CHUNK:
+            f.seek(-_HASH_CHUNK, os.SEEK_END)
+        h.update(f.read())
+    _fp_memo[memo_key] = h.hexdigest()
+    return _fp_memo[memo_key]
+
+
+def fingerprint(spec: DatasetSpec) -> str:
+    """Content fingerprint of a data set (dataset.json + every image/label file)."""
+    h = hashlib.sha256((spec.root / "dataset.json").read_bytes())
+    for case in spec.case_ids:
+        for p in [*spec.image_paths(case), spec.label_path(case)]:
+            h.update(f"{p.parent.name}/{p.name}:{_file_digest(p)}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def settings_for(spec: DatasetSpec, grid) -> dict:
+    return {
+        "version": CACHE_VERSION,
+        "grid": [int(g) for g in grid],
+        "label": spec.label_name,
+        "label_value": spec.label_value,
+        "image_interpolation": "trilinear (torch, align_corners=False)",
+        "mask_interpolation": "nearest-exact (torch)",
+        "normalisation": rs.NORMALISATION,
+        "storage": "int16 * scale (per case and phase); masks uint8",
+    }
+
+
+def _cache_key(fp: str, settings: dict) -> str:
+    blob = json.dumps({"fingerprint": fp, "settings": settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path) -> dict:
+    case = load_case(spec, case_id)
+    shape = tuple(int(s) for s in case.label.shape)
+    scales = []
+    for k, chan in enumerate(case.image):
+        vol = rs.normalise(rs.resample_image(chan, grid))
+        q, scale = rs.quantise(vol)
+        np.save(out / "images" / f"{case_id}_{k}.npy", np.ascontiguousarray(q.transpose(2, 0, 1)))
+        scales.append(scale)
+    mask = rs.resample_mask(case.label, grid)
+    np.save(out / "masks" / f"{case_id}.npy", np.ascontiguousarray(mask.transpose(2, 0, 1)))
+    per_slice = mask.reshape(-1, mask.shape[2]).sum(axis=0)
+    return {
+        "scales": scales,
+        "shape": list(shape),
+        "native_spacing": list(case.spacing),
+        "spacing": list(rs.grid_spacing(case.spacing, shape, grid)),
+        "affine": case.affine.tolist(),
+        "grid_affine": rs.grid_affine(case.affine, shape, grid).tolist(),
+        "image_paths": [str(p.relative_to(spec.root)) for p in case.image_paths],
+        "label_path": str(case.label_path.relative_to(spec.root)),
+        "tumor_voxels": int(mask.sum()),
+        "native_tumor_voxels": int(case.label.sum()),
+        "slice_tumor": [int(v) for v in per_slice],
+    }
+
+
+def _build(spec: DatasetSpec, fp: str, settings: dict, final: Path, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    host = socket.gethostname().replace("-", "_")
+    for stale in final.parent.glob(f".tmp-{final.name}-{host}-*"):  # crashed builds on this node
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f".tmp-{final.name}-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp / "images").mkdir(parents=True)
+        (tmp / "masks").mkdir()
+        (tmp / "splits").mkdir()
+        cases = {}
+        desc = f"preparing {spec.root.name} -> {'x'.join(map(str, settings['grid']))}"
+        for case_id in tqdm(spec.case_ids, desc=desc, unit="case", disable=not progress):
+            cases[case_id] = _build_case(spec, case_id, settings["grid"], tmp)
+        meta = {"fingerprint": fp, "settings": settings, "phases": spec.phases,
+                "label": spec.label_name, "train_ids": spec.train_ids, "test_ids": spec.test_ids,
+                "source_root": str(spec.root), "cases": cases}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another builder won the race: use theirs
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=None,
+            seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2,
+            progress: bool = True) -> Prepared:
+    """Preprocess a data set into the cache (once) and return a memory-mapped view of it."""
+    grid = tuple(int(g) for g in grid)
+    if len(grid) != 3 or min(grid) < 1:
+        raise DataError(f"grid must be three positive sizes (X, Y, Z), got {grid}")
+    spec = read_dataset(root, label=label)
+    fp = fingerprint(spec)
+    settings = settings_for(spec, grid)
+    croot = resolve_cache_root(cache_root)
+    final = croot / f"{spec.root.name}-{_cache_key(fp, settings)}"
+    if not (final / "meta.json").is_file():
+        with _locked(croot / f".{final.name}.lock"):
+            if final.exists() and not (final / "meta.json").is_file():
+                shutil.rmtree(final)  # not built by this code (renames are atomic): rebuild
+            if not final.exists():
+                _build(spec, fp, settings, final, progress)
+    split_path = final / "splits" / f"seed{seed}_val{val_fraction:g}_test{test_fraction:g}.json"
+    split = load_or_write_split(split_path, spec.case_ids, train_ids=spec.train_ids,
+                                test_ids=spec.test_ids, seed=seed, val_fraction=val_fraction,
+                                test_fraction=test_fraction, where=str(spec.root))
+    return Prepared(final, spec.root, split, split_path)
+

@@ -1,0 +1,178 @@
+"""`Prepared`: a read-only, memory-mapped view of one preprocessing cache directory.
+
+Pickling it is cheap (paths, split and the parsed meta.json); memory maps are dropped on
+pickling and reopened lazily on first use, so Ray can ship it to trial workers and many
+trials on one node share the page cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from study.errors import ConfigError
+
+
+class Prepared:
+    """Preprocessed data set on the standard grid. Arrays are (X, Y, Z); images (C, X, Y, Z)."""
+
+    def __init__(self, cache_dir: Path, root: Path, split: dict, split_path: Path):
+        self.cache_dir = Path(cache_dir)
+        self.root = Path(root)
+        self.split = {k: list(v) for k, v in split.items()}
+        self.split_path = Path(split_path)
+        self.meta = json.loads((self.cache_dir / "meta.json").read_text(encoding="utf-8"))
+        self._mm: dict[str, np.ndarray] = {}
+
+    # --- pickling: no memmaps travel ------------------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_mm"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return (f"Prepared({self.cache_dir}, phases={self.phases}, grid={self.grid}, "
+                f"cases={len(self.case_ids)})")
+
+    # --- description ---------------------------------------------------------------------
+    @property
+    def phases(self) -> list[str]:
+        return list(self.meta["phases"])
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return tuple(self.meta["settings"]["grid"])
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    @property
+    def settings(self) -> dict:
+        return dict(self.meta["settings"], fingerprint=self.fingerprint,
+                    cache_dir=str(self.cache_dir), split_path=str(self.split_path))
+
+    @property
+    def label_name(self) -> str:
+        return self.meta["label"]
+
+    @property
+    def case_ids(self) -> list[str]:
+        return list(self.meta["cases"])
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Mean grid spacing (mm) over cases; per case see `case_spacing`."""
+        arr = np.array([c["spacing"] for c in self.meta["cases"].values()], dtype=np.float64)
+        return tuple(float(v) for v in arr.mean(axis=0))
+
+    def case_spacing(self, case_id: str) -> tuple[float, float, float]:
+        return tuple(float(v) for v in self._case(case_id)["spacing"])
+
+    def source(self, case_id: str) -> dict:
+        """Native geometry, to resample a prediction back: image/label paths, affine, shape,
+        and ``grid_affine`` (voxel -> mm of the resampled grid)."""
+        c = self._case(case_id)
+        return {
+            "image_paths": [self.root / p for p in c["image_paths"]],
+            "label_path": self.root / c["label_path"],
+            "affine": np.array(c["affine"], dtype=np.float64),
+            "grid_affine": np.array(c["grid_affine"], dtype=np.float64),
+            "shape": tuple(c["shape"]),
+            "spacing": tuple(c["native_spacing"]),
+        }
+
+    def tumor_voxels(self, case_id: str) -> int:
+        return int(self._case(case_id)["tumor_voxels"])
+
+    def slice_tumor(self, case_id: str) -> np.ndarray:
+        """Tumor voxel count of every axial slice z (length Z)."""
+        return np.asarray(self._case(case_id)["slice_tumor"], dtype=np.int64)
+
+    # --- arrays --------------------------------------------------------------------------
+    def phase_index(self, phases) -> list[int]:
+        if isinstance(phases, str):
+            phases = [phases]
+        out = []
+        for p in phases:
+            if p not in self.meta["phases"]:
+                raise ConfigError(f"phase {p!r} is not in data set {self.root} (phases: "
+                                  f"{self.meta['phases']}); pick one of those")
+            out.append(self.meta["phases"].index(p))
+        if not out:
+            raise ConfigError("no phases given; pick at least one of " f"{self.meta['phases']}")
+        return out
+
+    def _case(self, case_id: str) -> dict:
+        try:
+            return self.meta["cases"][case_id]
+        except KeyError:
+            raise KeyError(f"unknown case {case_id!r} in {self.cache_dir}") from None
+
+    def _open(self, rel: str) -> np.ndarray:
+        mm = self._mm.get(rel)
+        if mm is None:
+            mm = np.load(self.cache_dir / rel, mmap_mode="r")
+            self._mm[rel] = mm
+        return mm
+
+    def _raw(self, case_id: str, k: int) -> np.ndarray:
+        """int16 memmap (Z, X, Y) of phase index k."""
+        self._case(case_id)
+        return self._open(f"images/{case_id}_{k}.npy")
+
+    def _raw_mask(self, case_id: str) -> np.ndarray:
+        self._case(case_id)
+        return self._open(f"masks/{case_id}.npy")
+
+    def image(self, case_id: str, phases=None) -> np.ndarray:
+        """Normalised image, float32 (len(phases), X, Y, Z)."""
+        idx = self.phase_index(self.phases if phases is None else phases)
+        scales = self._case(case_id)["scales"]
+        out = np.empty((len(idx), *self.grid), dtype=np.float32)
+        for i, k in enumerate(idx):
+            out[i] = self._raw(case_id, k).transpose(1, 2, 0)
+            out[i] *= np.float32(scales[k])
+        return out
+
+    def mask(self, case_id: str) -> np.ndarray:
+        """Binary target mask, uint8 (X, Y, Z), a read-only memory-mapped view."""
+        return self._raw_mask(case_id).transpose(1, 2, 0)
+
+    def axial(self, case_id: str, phases, zs) -> np.ndarray:
+        """Axial slices ``zs`` (clamped to the volume: edge replicate), float32
+        (len(phases), len(zs), X, Y) in phase-major order."""
+        idx = self.phase_index(phases)
+        scales = self._case(case_id)["scales"]
+        zs = np.clip(np.asarray(zs, dtype=np.int64), 0, self.grid[2] - 1)
+        out = np.empty((len(idx), len(zs), self.grid[0], self.grid[1]), dtype=np.float32)
+        for i, k in enumerate(idx):
+            out[i] = self._raw(case_id, k)[zs]
+            out[i] *= np.float32(scales[k])
+        return out
+
+    def mask_axial(self, case_id: str, z: int) -> np.ndarray:
+        """Mask slice z, uint8 (X, Y)."""
+        return np.asarray(self._raw_mask(case_id)[int(z)])
+
+    def crop(self, case_id: str, phases, lo, size) -> tuple[np.ndarray, np.ndarray]:
+        """Box starting at voxel ``lo`` (may lie outside: edge replicate) of ``size`` (X, Y, Z).
+        Returns (image float32 (C, *size), mask uint8 size)."""
+        idx = self.phase_index(phases)
+        scales = self._case(case_id)["scales"]
+        # index arrays clamped to the volume implement edge replication (Z, X, Y storage)
+        ax = [np.clip(np.arange(lo[d], lo[d] + size[d]), 0, self.grid[d] - 1) for d in range(3)]
+        zsl, xsl, ysl = (slice(int(a[0]), int(a[-1]) + 1) for a in (ax[2], ax[0], ax[1]))
+        zi, xi, yi = ax[2] - zsl.start, ax[0] - xsl.start, ax[1] - ysl.start
+        img = np.empty((len(idx), *size), dtype=np.float32)
+        for i, k in enumerate(idx):
+            block = np.asarray(self._raw(case_id, k)[zsl, xsl, ysl])
+            img[i] = block[np.ix_(zi, xi, yi)].transpose(1, 2, 0)
+            img[i] *= np.float32(scales[k])
+        mblock = np.asarray(self._raw_mask(case_id)[zsl, xsl, ysl])
+        return img, mblock[np.ix_(zi, xi, yi)].transpose(1, 2, 0).copy()

@@ -1,0 +1,101 @@
+"""Shared fixtures (owned by the data layer).
+
+* ``study_cache`` (session, autouse): points ``$STUDY_CACHE`` at a session temp dir, so no
+  test writes into ``~/.cache/study``.
+* ``write_nifti(path, array, affine=None)``: write one NIfTI file.
+* ``tiny_dataset_factory(...)``: write a tiny nnU-Net-layout data set, return its root.
+* ``small_phantom`` (session): 6-case phantom at native 80x64x16 (path).
+* ``prepared`` (session): ``small_phantom`` prepared at grid (64, 48, 16), cache in a temp
+  dir; split train 4 / val 1 / test 1. Read-only: do not modify its files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SMALL_GRID = (64, 48, 16)
+
+
+def _write_nifti(path, array, affine=None) -> Path:
+    import nibabel as nib
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([2.0, 2.0, 4.0, 1.0]) if affine is None else np.asarray(affine, dtype=float)
+    nib.save(nib.Nifti1Image(np.asarray(array), affine), str(path))
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def study_cache(tmp_path_factory):
+    old = os.environ.get("STUDY_CACHE")
+    path = tmp_path_factory.mktemp("study_cache")
+    os.environ["STUDY_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("STUDY_CACHE", None)
+    else:
+        os.environ["STUDY_CACHE"] = old
+
+
+@pytest.fixture
+def write_nifti():
+    return _write_nifti
+
+
+def make_tiny_dataset(root, *, cases=3, phases=("pre", "arterial"), shape=(16, 12, 8),
+                      spacing=(2.0, 2.0, 4.0), labels=None, test_cases=0, tumor=True,
+                      seed=0, file_ending=".nii.gz") -> Path:
+    """A tiny data set: a bright box 'tumor' (label 1) per case on a noisy background;
+    images float32, labels uint8. ``labels`` defaults to {"background": 0, "tumor": 1}."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    labels = labels or {"background": 0, "tumor": 1}
+    tumor_value = labels.get("tumor", max(labels.values()))
+    affine = np.diag([*spacing, 1.0])
+    for split, n, offset in (("Tr", cases, 0), ("Ts", test_cases, cases)):
+        for i in range(n):
+            case = f"case_{offset + i:03d}"
+            lab = np.zeros(shape, dtype=np.uint8)
+            if tumor:
+                c = [int(rng.integers(2, s - 3)) for s in shape]
+                lab[c[0]:c[0] + 3, c[1]:c[1] + 3, c[2]:c[2] + 2] = tumor_value
+            for k, _ in enumerate(phases):
+                img = rng.normal(100.0, 10.0, size=shape).astype(np.float32)
+                img[lab > 0] += 50.0 * (k + 1)
+                _write_nifti(root / f"images{split}" / f"{case}_{k:04d}{file_ending}", img, affine)
+            _write_nifti(root / f"labels{split}" / f"{case}{file_ending}", lab, affine)
+    meta = {"channel_names": {str(k): p for k, p in enumerate(phases)}, "labels": labels,
+            "numTraining": cases, "file_ending": file_ending}
+    (root / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return root
+
+
+@pytest.fixture
+def tiny_dataset_factory(tmp_path):
+    """``make(name="ds", **kwargs) -> Path``; kwargs as `make_tiny_dataset`."""
+    def make(name: str = "ds", **kwargs) -> Path:
+        return make_tiny_dataset(tmp_path / name, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_phantom(tmp_path_factory) -> Path:
+    from study.data.phantom import make_phantom
+
+    return make_phantom(tmp_path_factory.mktemp("phantom") / "phantom", cases=6, seed=0,
+                        shape=(80, 64, 16))
+
+
+@pytest.fixture(scope="session")
+def prepared(small_phantom, tmp_path_factory):
+    from study.data import prepare
+
+    return prepare(small_phantom, grid=SMALL_GRID, cache_root=tmp_path_factory.mktemp("prep_cache"),
+                   progress=False)

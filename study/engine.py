@@ -1,0 +1,362 @@
+"""The plain-torch training engine (no Ray): ``train``, ``evaluate``, ``load_model``.
+
+``train(config, prep, on_report, workdir=...)`` trains one model for ``config.iterations``
+updates and every ``eval_every`` updates (and after the last one) evaluates it on the
+validation cases, whole volume per case, writes a checkpoint and calls
+``on_report(iteration, metrics, checkpoint_dir)``. ``on_report`` may raise `StopTraining`
+to end the run early and cleanly (a plain-loop equivalent of an ASHA stop).
+
+Optimisation (SCIENCE.md "Optimisation"): Adam, betas (0.9, 0.99); the learning rate is
+halved every ``config.halve_every`` updates and multiplied by ``lr_after_switch`` from
+``switch_step`` on. L2 regularisation is the term ``l2/2 * sum(w**2)`` over the conv (and
+linear) weights added to the objective (biases and normalisation parameters are not
+penalised). It is applied through Adam's coupled ``weight_decay=l2`` on that parameter
+group, whose update is exactly the gradient of that term, without computing the sum at
+every step; the reported ``train_loss`` is the segmentation loss, and ``train_l2`` the
+value of the L2 term at the report.
+
+On CUDA the forward runs under bf16 autocast with channels-last memory; the loss is always
+computed in float32. A non-finite loss raises `NonFiniteLoss` (a ``FloatingPointError``)
+naming the iteration; on CUDA the check runs every ``NAN_CHECK_EVERY`` updates to avoid a
+device sync per step, so the named iteration is the first bad one within that window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batches import batch_stream
+from .checkpoint import (
+    load_model,
+    read_checkpoint,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    write_checkpoint,
+)
+from .errors import ConfigError
+from .inference import predict_volume
+from .train_config import TrainConfig
+
+__all__ = [
+    "TrainConfig",
+    "StopTraining",
+    "NonFiniteLoss",
+    "train",
+    "evaluate",
+    "load_model",
+    "summarise",
+    "resolve_device",
+]
+
+Report = Callable[[int, dict, "Path | None"], None]
+NAN_CHECK_EVERY = 50  # CUDA only; CPU checks every update
+CHECKPOINT_DIR = "checkpoint"
+BEST_DIR = "best"
+
+
+class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raise from ``on_report`` to end training after that report."""
+
+
+class NonFiniteLoss(FloatingPointError):
+    def __init__(self, iteration: int, value: float):
+        super().__init__(f"non-finite loss at iteration {iteration} (loss = {value})")
+        self.iteration = iteration
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train config key 'device' = {device!r}: CUDA is not available here")
+    return dev
+
+
+def _case_spacing(prep, case_id):
+    fn = getattr(prep, "case_spacing", None)
+    return tuple(fn(case_id)) if callable(fn) else tuple(prep.spacing)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    prep,
+    case_ids,
+    *,
+    on_prediction: Callable[[str, np.ndarray], None] | None = None,
+) -> list[dict]:
+    """Whole-volume metrics per case -> rows ``{"case", "metric", "value"}``.
+
+    Runs on the model's device. ``on_prediction(case_id, prob)`` (optional) receives each
+    probability map, e.g. to write it with `study.inference.write_prediction_nifti`.
+    """
+    from .metrics import case_metrics
+    from .models import model_kind
+
+    kind = model_kind(config.arch)
+    rows: list[dict] = []
+    for case in case_ids:
+        image = prep.image(case, list(config.phases))
+        prob = predict_volume(
+            model,
+            kind,
+            image,
+            patch=config.patch,
+            overlap=config.overlap,
+            batch_size=config.eval_batch_size,
+        )
+        truth = np.asarray(prep.mask(case))
+        m = case_metrics(prob, truth, _case_spacing(prep, case), threshold=config.threshold)
+        rows.extend({"case": case, "metric": k, "value": float(v)} for k, v in m.items())
+        if on_prediction is not None:
+            on_prediction(case, prob)
+    return rows
+
+
+def summarise(rows: list[dict], prefix: str = "val_") -> dict[str, float]:
+    """Mean over cases of each metric (non-finite values skipped; NaN when none is finite)."""
+    by_metric: dict[str, list[float]] = {}
+    for r in rows:
+        by_metric.setdefault(r["metric"], []).append(float(r["value"]))
+    out = {}
+    for name, vals in by_metric.items():
+        finite = [v for v in vals if math.isfinite(v)]
+        out[prefix + name] = float(np.mean(finite)) if finite else float("nan")
+    return out
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.l2}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+def l2_term(model: torch.nn.Module, l2: float) -> float:
+    with torch.no_grad():
+        s = sum(float(p.float().pow(2).sum()) for p in model.parameters() if p.ndim > 1)
+    return 0.5 * l2 * s
+
+
+class _LossLog:
+    """Collects per-update losses on the device; syncs only at ``flush``."""
+
+    def __init__(self, device: torch.device):
+        self.every = NAN_CHECK_EVERY if device.type == "cuda" else 1
+        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.total, self.count = 0.0, 0
+
+    def add(self, iteration: int, loss: torch.Tensor) -> None:
+        self.pending.append((iteration, loss.detach()))
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        vals = torch.stack([v for _, v in self.pending]).float().cpu().tolist()
+        for (it, _), v in zip(self.pending, vals, strict=True):
+            if not math.isfinite(v):
+                raise NonFiniteLoss(it, v)
+        self.total += sum(vals)
+        self.count += len(vals)
+        self.pending.clear()
+
+    def take_mean(self) -> float:
+        self.flush()
+        mean = self.total / self.count if self.count else float("nan")
+        self.total, self.count = 0.0, 0
+        return mean
+
+
+def _check_sizes(model, kind: str, config: TrainConfig, grid) -> None:
+    m = int(getattr(model, "size_multiple", 1))
+    sizes = config.patch if kind == "3d" else tuple(grid)[:2]
+    key = "patch" if kind == "3d" else "grid (X, Y)"
+    if any(int(s) % m for s in sizes):
+        raise ConfigError(
+            f"{key} {tuple(sizes)} does not suit arch {config.arch!r}: every size must be a "
+            f"multiple of {m}; pick another {'patch' if kind == '3d' else 'grid'}"
+        )
+
+
+def train(
+    config: TrainConfig,
+    prep,
+    on_report: Report | None = None,
+    *,
+    resume_from: str | Path | None = None,
+    workdir: str | Path,
+) -> dict:
+    """Train, evaluating and reporting every ``eval_every`` updates; return the last metrics.
+
+    Checkpoints go to ``workdir/checkpoint`` (latest, replaced at each report) and
+    ``workdir/best`` (weights of the best ``val_dice`` so far, with its metrics.json). The
+    returned dict is the last report's metrics plus ``checkpoint_dir``, ``best_dir``,
+    ``best_val_dice``, ``best_iteration``.
+    """
+    from .data.samplers import make_sampler
+    from .losses import LossSchedule
+    from .models import build_model, model_kind
+
+    config.check(phases_available=list(prep.phases))
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(config.device)
+    kind = model_kind(config.arch)
+
+    seed_everything(config.seed)
+    model = build_model(config.arch, len(config.phases), config.base_channels)
+    _check_sizes(model, kind, config, prep.grid)
+    model.to(dev)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last_3d if kind == "3d" else torch.channels_last)
+    optimizer = _optimizer(model, config)
+    loss_fn = LossSchedule(
+        base=config.loss,
+        switch_step=config.switch_step,
+        lrdehl=config.lrdehl,
+        budget=config.iterations,
+    )
+
+    start, best, restored_rng = 0, {"val_dice": -math.inf, "iteration": None}, None
+    if resume_from is not None:
+        payload, _ = read_checkpoint(resume_from)
+        if payload["arch"] != config.arch or payload["in_phases"] != len(config.phases):
+            raise ConfigError(
+                f"checkpoint {resume_from} holds arch {payload['arch']!r} with "
+                f"{payload['in_phases']} phase(s); the config asks for {config.arch!r} with "
+                f"{len(config.phases)}: resume with the checkpoint's config.json"
+            )
+        model.load_state_dict(payload["model"])
+        if payload.get("optimizer") is not None:
+            optimizer.load_state_dict(payload["optimizer"])
+        start = int(payload["iteration"])
+        best = payload.get("best") or best
+        restored_rng = payload.get("rng")
+
+    train_ids = list(prep.split["train"])
+    dataset = make_sampler(
+        kind,
+        prep,
+        train_ids,
+        list(config.phases),
+        seed=config.seed,
+        patch=tuple(config.patch),
+        empty_fraction=config.empty_fraction,
+    )
+    batches = batch_stream(
+        dataset,
+        config.batch_size,
+        config.seed,
+        start_batch=start,
+        num_workers=config.num_workers,
+        pin_memory=dev.type == "cuda",
+    )
+    if restored_rng is not None:
+        set_rng_state(restored_rng)
+
+    cuda = dev.type == "cuda"
+    fmt = torch.channels_last_3d if kind == "3d" else torch.channels_last
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    )
+    log = _LossLog(dev)
+    val_ids = list(prep.split["val"])
+    ckpt_dir, best_dir = workdir / CHECKPOINT_DIR, workdir / BEST_DIR
+    metrics: dict = {}
+    t_last, it_last = time.perf_counter(), start
+    model.train()
+    try:
+        for step in range(start, config.iterations):
+            lr = config.lr_at(step)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            x, y = next(batches)
+            x = x.to(dev, non_blocking=True)
+            y = y.to(dev, non_blocking=True)
+            if cuda:
+                x = x.contiguous(memory_format=fmt)
+            with autocast():
+                logits = model(x)
+            loss = loss_fn(logits.float(), y.float(), step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            log.add(step, loss)
+            done = step + 1
+            if done % config.eval_every and done != config.iterations:
+                continue
+            # ---- report
+            train_loss = log.take_mean()
+            now = time.perf_counter()
+            ms_per_it = 1000.0 * (now - t_last) / max(1, done - it_last)
+            rows = evaluate(model, config, prep, val_ids)
+            metrics = {
+                "iteration": done,
+                **summarise(rows, "val_"),
+                "train_loss": train_loss,
+                "train_l2": l2_term(model, config.l2),
+                "lr": lr,
+                "nan_loss": False,
+                "ms_per_iteration": ms_per_it,
+                "per_case": rows,
+            }
+            metrics.setdefault("val_dice", float("nan"))
+            vd = metrics["val_dice"]
+            if math.isfinite(vd) and vd > best["val_dice"]:
+                best = {"val_dice": vd, "iteration": done}
+                write_checkpoint(
+                    best_dir, model=model, config=config, iteration=done, metrics=metrics
+                )
+            metrics["best_val_dice"] = best["val_dice"]
+            write_checkpoint(
+                ckpt_dir,
+                model=model,
+                config=config,
+                iteration=done,
+                optimizer=optimizer,
+                rng=rng_state(),
+                sampler={"batches": done},
+                best=best,
+                metrics=metrics,
+            )
+            model.train()
+            if on_report is not None:
+                on_report(done, metrics, ckpt_dir)
+            t_last, it_last = time.perf_counter(), done
+    except StopTraining:
+        pass
+    finally:
+        del batches  # shuts down DataLoader workers
+    result = dict(metrics)
+    result.update(
+        checkpoint_dir=ckpt_dir if ckpt_dir.exists() else None,
+        best_dir=best_dir if best_dir.exists() else None,
+        best_val_dice=best["val_dice"],
+        best_iteration=best["iteration"],
+    )
+    return result
+
+
+def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint directory (e.g. ``best``) to ``dst``, replacing it."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return dst

@@ -21,10 +21,6 @@ def batch_norm(dims: int, channels: int) -> nn.Module:
     return nn.BatchNorm3d(channels) if dims == 3 else nn.BatchNorm2d(channels)
 
 
-def max_pool(dims: int) -> nn.Module:
-    return nn.MaxPool3d(2) if dims == 3 else nn.MaxPool2d(2)
-
-
 class ConvBNAct(nn.Sequential):
     """Conv(3) - BatchNorm - LeakyReLU(0.01)."""
 

@@ -17,7 +17,7 @@ value of the L2 term at the report.
 
 On CUDA the forward runs under bf16 autocast with channels-last memory; the loss is always
 computed in float32. A non-finite loss raises `NonFiniteLoss` (a ``FloatingPointError``)
-naming the iteration; on CUDA the check runs every ``NAN_CHECK_EVERY`` updates to avoid a
+naming the iteration (1-based like the reports: iteration i is the i-th update); on CUDA the check runs every ``NAN_CHECK_EVERY`` updates to avoid a
 device sync per step, so the named iteration is the first bad one within that window.
 """
 
@@ -293,8 +293,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            log.add(step, loss)
             done = step + 1
+            log.add(done, loss)
             if done % config.eval_every and done != config.iterations:
                 continue
             # ---- report

@@ -17,8 +17,6 @@ so a resampled prediction can be mapped back onto the source geometry.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 CLIP_PERCENTILES = (0.5, 99.5)
 INT16_MAX = 32000.0
@@ -26,6 +24,9 @@ NORMALISATION = "percentile-clip 0.5/99.5 then z-score, per volume and phase"
 
 
 def _interp(vol: np.ndarray, grid: tuple[int, int, int], mode: str) -> np.ndarray:
+    import torch  # lazy: `python -m study.data check` stays light
+    import torch.nn.functional as F
+
     t = torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None, None]
     kwargs = {"align_corners": False} if mode == "trilinear" else {}
     with torch.no_grad():
@@ -73,5 +74,5 @@ def quantise(vol: np.ndarray) -> tuple[np.ndarray, float]:
     """float volume -> (int16 volume, scale) with ``vol ~= int16 * scale``."""
     peak = float(np.abs(vol).max()) if vol.size else 0.0
     scale = peak / INT16_MAX if peak > 0 else 1.0
-    q = np.clip(np.rint(vol / scale), -32767, 32767).astype(np.int16)
+    q = np.clip(np.rint(np.asarray(vol, dtype=np.float64) / scale), -32767, 32767).astype(np.int16)
     return q, scale

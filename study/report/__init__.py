@@ -1,0 +1,8 @@
+"""The HTML report: ``build_report(run_dirs, out_path) -> Path``; CLI ``python -m study.report``.
+
+See docs/CONTRACTS.md ("study/report").
+"""
+
+from study.report.build import build_report, render
+
+__all__ = ["build_report", "render"]

@@ -1,0 +1,25 @@
+"""Plotly figures for the report: per plot one data function (polars) and one figure function.
+
+Every figure is SVG-rendered plotly (no WebGL traces), so the page draws on workstations
+without a GPU or with WebGL disabled.
+"""
+
+from study.report.figures.curves import curves_data, curves_figure
+from study.report.figures.history import history_data, history_figure
+from study.report.figures.importance import (
+    importance_figure,
+    parallel_data,
+    parallel_figure,
+    phase_study,
+)
+
+__all__ = [
+    "curves_data",
+    "curves_figure",
+    "history_data",
+    "history_figure",
+    "importance_figure",
+    "parallel_data",
+    "parallel_figure",
+    "phase_study",
+]

@@ -1,0 +1,154 @@
+"""Reading run directories (``runs/NAME/``) for the report.
+
+The results layer (issue 5, ``study/results.py``) writes the tables; this module is the
+report's only reader, so switching to ``study.results.read_metrics`` / ``read_trials`` is a
+change in one place. A run directory must exist and hold at least one of ``study.json``,
+``metrics.parquet``, ``trials.parquet``; otherwise :class:`DataError`. Missing tables read as
+empty frames with the contract's columns, so a study that has not finished a trial still
+gives a page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from study.errors import DataError
+
+METRIC_SCHEMA: dict[str, pl.DataType] = {
+    "study": pl.String,
+    "trial": pl.String,
+    "arch": pl.String,
+    "phase": pl.String,
+    "iteration": pl.Int64,
+    "split": pl.String,
+    "case": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+}
+TRIAL_SCHEMA: dict[str, pl.DataType] = {
+    "study": pl.String,
+    "trial": pl.String,
+    "arch": pl.String,
+    "phase": pl.String,
+    "config": pl.String,
+    "budget": pl.Int64,
+    "max_budget": pl.Int64,
+    "status": pl.String,
+    "stop_reason": pl.String,
+    "best_val_dice": pl.Float64,
+    "wall_s": pl.Float64,
+}
+RUN_FILES = ("study.json", "metrics.parquet", "trials.parquet")
+
+
+@dataclass
+class Run:
+    """One run directory, read."""
+
+    path: Path
+    name: str
+    meta: dict  # study.json ({} when absent)
+    metrics: pl.DataFrame  # long table, METRIC_SCHEMA columns (+ "run")
+    trials: pl.DataFrame  # trials table, TRIAL_SCHEMA columns (+ "run")
+    notes: list[str] = field(default_factory=list)  # problems worth showing on the page
+
+    @property
+    def optuna_db(self) -> Path | None:
+        db = self.path / "optuna.db"
+        return db if db.is_file() else None
+
+    @property
+    def empty(self) -> bool:
+        return self.metrics.is_empty() and self.trials.is_empty()
+
+
+def _read_table(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    if not path.is_file():
+        return pl.DataFrame(schema=schema)
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for a corrupt file
+        raise DataError(
+            f"{path}: cannot be read as parquet ({exc}); the run was probably interrupted "
+            f"while writing it: rerun the study or delete the file"
+        ) from None
+    missing = [c for c in schema if c not in df.columns]
+    required = [c for c in missing if c not in ("stop_reason", "wall_s", "max_budget", "config")]
+    if required:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(required)}; expected the results table of "
+            f"docs/CONTRACTS.md (study/results.py); was it written by another version of study?"
+        )
+    for c in missing:
+        df = df.with_columns(pl.lit(None).alias(c))
+    try:
+        return df.select([pl.col(c).cast(t, strict=False) for c, t in schema.items()])
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"{path}: column types do not match the results contract ({exc})") from None
+
+
+def _read_meta(path: Path) -> tuple[dict, list[str]]:
+    if not path.is_file():
+        return {}, [f"{path.name} is missing: no provenance recorded"]
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); restore or delete it") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: must hold a JSON object (the study's provenance)")
+    return meta, []
+
+
+def load_run(run_dir: str | os.PathLike, name: str | None = None) -> Run:
+    """Read one run directory; raise DataError if it is missing or holds no results."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise DataError(
+            f"{path}: run directory not found; pass a directory written by "
+            f"`python -m study.launch` (e.g. runs/NAME)"
+        )
+    if not any((path / f).is_file() for f in RUN_FILES):
+        raise DataError(
+            f"{path}: no results in this directory (none of {', '.join(RUN_FILES)}); "
+            f"pass a run directory (runs/NAME) of a study that has started"
+        )
+    meta, notes = _read_meta(path / "study.json")
+    run_name = name or str(meta.get("name") or path.resolve().name)
+    metrics = _read_table(path / "metrics.parquet", METRIC_SCHEMA)
+    trials = _read_table(path / "trials.parquet", TRIAL_SCHEMA)
+    metrics = metrics.with_columns(pl.lit(run_name).alias("run"))
+    trials = trials.with_columns(pl.lit(run_name).alias("run"))
+    return Run(path=path, name=run_name, meta=meta, metrics=metrics, trials=trials, notes=notes)
+
+
+def load_runs(run_dirs: Sequence[str | os.PathLike]) -> list[Run]:
+    """Read several run directories; names are made unique (``NAME``, ``NAME (2)``)."""
+    if not run_dirs:
+        raise DataError("no run directory given; pass at least one runs/NAME")
+    runs: list[Run] = []
+    seen: dict[str, int] = {}
+    for d in run_dirs:
+        run = load_run(d)
+        if run.name in seen:
+            seen[run.name] += 1
+            run = load_run(d, name=f"{run.name} ({seen[run.name]})")
+        else:
+            seen[run.name] = 1
+        runs.append(run)
+    return runs
+
+
+def all_metrics(runs: Sequence[Run]) -> pl.DataFrame:
+    frames = [r.metrics for r in runs]
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={**METRIC_SCHEMA, "run": pl.String})
+
+
+def all_trials(runs: Sequence[Run]) -> pl.DataFrame:
+    frames = [r.trials for r in runs]
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={**TRIAL_SCHEMA, "run": pl.String})

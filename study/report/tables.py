@@ -1,0 +1,206 @@
+"""Data functions (polars only) for the report's tables: the seed's Table 1 and beyond.
+
+Layout of :func:`case_table`: one row per (run, phase, arch, metric), one column per test case
+(in natural case-id order) and ``mean`` (over that row's finite values). This is the seed
+report's Table 1: for each phase, for each architecture, rows Precision / Recall / Dice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+import polars as pl
+
+SEED_METRICS = ("precision", "recall", "dice")
+EXTRA_METRICS = ("hd95", "lesion_recall", "lesion_precision", "z_continuity")
+LOWER_IS_BETTER = frozenset({"hd95", "fp", "fn"})
+METRIC_LABELS = {
+    "precision": "Precision",
+    "recall": "Recall",
+    "dice": "Dice",
+    "hd95": "HD95 (mm)",
+    "lesion_recall": "Lesion recall",
+    "lesion_precision": "Lesion precision",
+    "z_continuity": "z-continuity",
+}
+ROW_KEYS = ["run", "phase", "arch", "metric"]
+
+# Table 1 of the seed report (SCIENCE.md, "Results to reproduce"): mean over 8 test cases.
+SEED_TABLE1 = [
+    # phase, seed model, archs of this project that correspond, precision, recall, dice
+    ("arterial", "3D", ("unet3d", "simplified3d"), 0.5364, 0.1803, 0.2451),
+    ("arterial", "2D", ("unet2d",), 0.6760, 0.2003, 0.2782),
+    ("arterial", "hybrid", ("hybrid",), 0.7554, 0.2870, 0.3647),
+    ("portal", "3D", ("unet3d", "simplified3d"), 0.5364, 0.1803, 0.2451),
+    ("portal", "2D", ("unet2d",), 0.6743, 0.1570, 0.2423),
+    ("portal", "hybrid", ("hybrid",), 0.5980, 0.3854, 0.4447),
+]
+
+
+ARCH_ORDER = ("unet3d", "simplified3d", "unet2d", "hybrid")  # the seed's order: 3D, 2D, 2.5D
+
+
+def natural_key(text: str) -> list:
+    """Sort key: ``case2`` before ``case10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(text))]
+
+
+def natural_str(text: str) -> str:
+    """:func:`natural_key` as a string (numbers zero-padded), for sorting polars columns."""
+    return "".join(f"{t:020d}" if isinstance(t, int) else t for t in natural_key(text))
+
+
+def arch_key(arch: str) -> str:
+    """Sort key for architectures: the seed's order first, then others naturally."""
+    rank = ARCH_ORDER.index(arch) if arch in ARCH_ORDER else len(ARCH_ORDER)
+    return f"{rank:03d}" + natural_str(arch)
+
+
+def best_trials(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
+    """The trial whose test rows represent each (run, phase, arch).
+
+    When several trials of a (run, phase, arch) have test rows, the one with the highest
+    ``best_val_dice`` is chosen (validation, never test, decides). Columns: run, phase, arch, trial.
+    """
+    test = metrics.filter(pl.col("split") == "test").select("run", "phase", "arch", "trial").unique()
+    if test.is_empty():
+        return test
+    val = trials.select("run", "trial", "best_val_dice").unique(subset=["run", "trial"])
+    ranked = test.join(val, on=["run", "trial"], how="left").with_columns(
+        pl.col("best_val_dice").fill_nan(None).fill_null(-math.inf)
+    )
+    return (
+        ranked.sort(["best_val_dice", "trial"], descending=[True, False])
+        .unique(subset=["run", "phase", "arch"], keep="first", maintain_order=True)
+        .select("run", "phase", "arch", "trial")
+    )
+
+
+def test_results(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
+    """Test rows of the chosen trial per (run, phase, arch); the last iteration per case.
+
+    Columns: run, phase, arch, trial, case, metric, value (non-finite values become null).
+    """
+    chosen = best_trials(metrics, trials)
+    test = metrics.filter(pl.col("split") == "test").join(
+        chosen, on=["run", "phase", "arch", "trial"], how="inner"
+    )
+    return (
+        test.sort("iteration", nulls_last=False)
+        .group_by(["run", "phase", "arch", "trial", "case", "metric"], maintain_order=True)
+        .agg(pl.col("value").last())
+        .with_columns(
+            pl.when(pl.col("value").is_finite()).then(pl.col("value")).otherwise(None).alias("value")
+        )
+    )
+
+
+def case_order(results: pl.DataFrame) -> list[str]:
+    return sorted(results.get_column("case").unique().drop_nulls().to_list(), key=natural_key)
+
+
+def case_table(results: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
+    """Wide table: ROW_KEYS + one column per case + ``mean`` (of that row's finite values).
+
+    Rows are ordered run, phase, arch (as first seen in natural order), then ``metrics`` order.
+    Empty when no result has one of ``metrics``.
+    """
+    rows = results.filter(pl.col("metric").is_in(list(metrics)))
+    cases = case_order(rows)
+    if rows.is_empty():
+        return pl.DataFrame(schema={**{k: pl.String for k in ROW_KEYS}, "mean": pl.Float64})
+    wide = rows.pivot(on="case", index=ROW_KEYS, values="value", aggregate_function="first")
+    for c in cases:
+        if c not in wide.columns:
+            wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(c))
+    wide = wide.select(ROW_KEYS + cases).with_columns(
+        pl.mean_horizontal([pl.col(c) for c in cases]).alias("mean") if cases else pl.lit(None)
+    )
+    order = {m: i for i, m in enumerate(metrics)}
+    return (
+        wide.with_columns(
+            pl.col("metric").replace_strict(order, default=len(order)).alias("_m"),
+            pl.col("arch").map_elements(arch_key, return_dtype=pl.String).alias("_a"),
+        )
+        .sort(["run", "phase", "_a", "_m"])
+        .drop("_m", "_a")
+    )
+
+
+def value_columns(wide: pl.DataFrame) -> list[str]:
+    return [c for c in wide.columns if c not in ROW_KEYS]
+
+
+def best_cells(wide: pl.DataFrame) -> pl.DataFrame:
+    """Boolean frame (same value columns as ``wide``): the best value of each column among the
+    architectures of one (run, phase, metric); lower is better for HD95, higher otherwise.
+    """
+    if wide.is_empty():
+        return wide.select(ROW_KEYS)
+    group = ["run", "phase", "metric"]
+    lower = pl.col("metric").is_in(list(LOWER_IS_BETTER))
+    exprs = []
+    for c in value_columns(wide):
+        target = pl.when(lower).then(pl.col(c).min().over(group)).otherwise(pl.col(c).max().over(group))
+        exprs.append(((pl.col(c) == target) & pl.col(c).is_not_null()).fill_null(False).alias(c))
+    return wide.select(*[pl.col(k) for k in ROW_KEYS], *exprs)
+
+
+def seed_comparison(results: pl.DataFrame) -> pl.DataFrame:
+    """The seed's published means next to this study's means for the same phase and model.
+
+    Columns: phase, model, source ("seed report" or run name), arch, precision, recall, dice.
+    Seed rows come first in each (phase, model) block; archs without a seed counterpart and
+    phases the seed did not report are left out (they are in the per-case table).
+    """
+    means = (
+        results.filter(pl.col("metric").is_in(list(SEED_METRICS)))
+        .group_by(["run", "phase", "arch", "metric"])
+        .agg(pl.col("value").mean())
+    )
+    out = []
+    for phase, model, archs, p, r, d in SEED_TABLE1:
+        out.append({"phase": phase, "model": model, "source": "seed report", "arch": "/".join(archs),
+                    "precision": p, "recall": r, "dice": d})
+        mine = means.filter((pl.col("phase") == phase) & pl.col("arch").is_in(list(archs)))
+        for (run, arch), grp in sorted(mine.group_by(["run", "arch"]), key=lambda g: g[0]):
+            vals = dict(zip(grp.get_column("metric"), grp.get_column("value"), strict=True))
+            out.append({"phase": phase, "model": model, "source": run, "arch": arch,
+                        **{m: vals.get(m) for m in SEED_METRICS}})
+    schema = {"phase": pl.String, "model": pl.String, "source": pl.String, "arch": pl.String,
+              **{m: pl.Float64 for m in SEED_METRICS}}
+    return pl.DataFrame(out, schema=schema)
+
+
+def _config_text(config: str | None, skip: Sequence[str] = ("arch", "phases", "phase")) -> str:
+    if not config:
+        return ""
+    try:
+        cfg = json.loads(config)
+    except (json.JSONDecodeError, TypeError):
+        return str(config)
+    if not isinstance(cfg, dict):
+        return str(cfg)
+    parts = []
+    for k in sorted(cfg):
+        if k in skip:
+            continue
+        v = cfg[k]
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return ", ".join(parts)
+
+
+def trials_view(trials: pl.DataFrame) -> pl.DataFrame:
+    """The trials table for display: best first within each (run, phase)."""
+    if trials.is_empty():
+        return trials.select("run", "phase", "trial", "arch", "status", "budget", "max_budget",
+                             "best_val_dice", "wall_s", "stop_reason", pl.lit("").alias("config"))
+    return trials.with_columns(
+        pl.col("config").map_elements(_config_text, return_dtype=pl.String).alias("config")
+    ).sort(["run", "phase", "best_val_dice"], descending=[False, False, True], nulls_last=True).select(
+        "run", "phase", "trial", "arch", "status", "budget", "max_budget", "best_val_dice",
+        "wall_s", "stop_reason", "config",
+    )

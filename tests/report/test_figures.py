@@ -1,0 +1,82 @@
+import json
+import shutil
+
+import optuna
+import polars as pl
+import pytest
+
+from study.report import figures
+from study.report.load import load_run
+
+
+def test_history_best_so_far_is_cumulative_max():
+    trials = pl.DataFrame({
+        "run": ["r"] * 4, "phase": ["p"] * 4, "trial": ["t_2", "t_10", "t_1", "t_3"],
+        "arch": ["a"] * 4, "status": ["TERMINATED", "STOPPED", "TERMINATED", "ERROR"],
+        "budget": [30, 10, 30, 5], "max_budget": [30] * 4,
+        "best_val_dice": [0.2, 0.9, 0.5, None],
+    })
+    h = figures.history_data(trials)
+    assert h["trial"].to_list() == ["t_1", "t_2", "t_3", "t_10"]  # natural order
+    assert h["best_so_far"].to_list() == [0.5, 0.5, 0.5, 0.9]
+    assert h["stopped"].to_list() == [False, False, True, True]
+    fig = figures.history_figure(h, "x")
+    assert fig.data[-1].y == (0.5, 0.5, 0.5, 0.9)
+
+
+def test_curves_mean_over_validation_cases_and_stops(run_dir):
+    run = load_run(run_dir)
+    c = figures.curves_data(run.metrics, run.trials)
+    one = c.filter(pl.col("trial") == "arterial_unet2d_00000").sort("iteration")
+    # val cases are the curve value +- 0.05: the mean is the curve value
+    assert one["val_dice"].to_list() == pytest.approx([0.1, 0.3, 0.45])
+    assert one["last"].to_list() == [False, False, True]
+    stopped = c.filter(pl.col("trial") == "arterial_unet2d_00001")
+    assert stopped["stopped"].to_list() == [True] and stopped["iteration"].to_list() == [10]
+    fig = figures.curves_figure(c.filter(pl.col("phase") == "arterial"), "t")
+    names = {t.name for t in fig.data}
+    assert {"stopped by ASHA", "full budget"} <= names
+
+
+def test_study_rebuilt_from_trials_has_varying_params(run_dir):
+    run = load_run(run_dir)
+    study, source = figures.phase_study(run, "arterial")
+    assert "trials.parquet" in source
+    params = set(study.trials[0].params)
+    assert params == {"lr", "loss", "base_channels", "arch"}  # all vary between trials
+    assert figures.importance_figure(study, "t") is not None
+    data, dists = figures.parallel_data(study)
+    assert data.height == 4
+    assert figures.parallel_figure(data, dists, "t") is not None
+
+
+def test_study_read_from_optuna_db_without_modifying_it(tmp_path, run_dir):
+    run_copy = tmp_path / "demo"
+    shutil.copytree(run_dir, run_copy)
+    storage = f"sqlite:///{run_copy / 'optuna.db'}"
+    s = optuna.create_study(study_name="demo-arterial", storage=storage, direction="maximize")
+    for i in range(3):
+        t = s.ask({"lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)})
+        s.tell(t, 0.1 * i)
+    before = (run_copy / "optuna.db").read_bytes()
+    run = load_run(run_copy)
+    study, source = figures.phase_study(run, "arterial")
+    assert source == "from optuna.db"
+    assert len(study.trials) == 3 and set(study.trials[0].params) == {"lr"}
+    assert (run_copy / "optuna.db").read_bytes() == before
+    # a phase missing from the db falls back to the trials table
+    _, source = figures.phase_study(run, "portal")
+    assert "trials.parquet" in source
+
+
+def test_importance_needs_two_finished_trials():
+    trials = pl.DataFrame({"run": ["r"], "phase": ["p"], "trial": ["t"], "arch": ["a"],
+                           "status": ["TERMINATED"], "best_val_dice": [0.3],
+                           "config": [json.dumps({"lr": 0.1})]})
+
+    class R:  # the attributes phase_study reads
+        name, optuna_db = "r", None
+    R.trials = trials
+    study, _ = figures.phase_study(R, "p")
+    assert figures.importance_figure(study, "t") is None
+    assert figures.importance_figure(None, "t") is None

@@ -1,0 +1,81 @@
+import json
+import re
+
+import polars as pl
+
+from study.report import build_report
+from study.report.html import esc, fmt
+
+from .conftest import write_run
+
+
+def _outside_scripts(page: str) -> str:
+    """The page without the inlined plotly.js and figure scripts."""
+    return re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
+
+
+def test_full_page_is_self_contained(tmp_path, run_dir):
+    out = build_report([run_dir], tmp_path / "r.html")
+    page = out.read_text(encoding="utf-8")
+    assert page.count("<script") >= 4 * 2  # plotly.js once + 4 figures per phase
+    assert page.count("Plotly.newPlot") == 8
+    assert len(re.findall(r"<script type=\"text/javascript\">/\*\*\s*\n?\s*\* plotly.js", page)) <= 1
+    rest = _outside_scripts(page)
+    assert "http://" not in rest and "https://" not in rest
+    assert not re.search(r"<(script|img|link)[^>]+(src|href)=\"(?!data:|#)", page)
+    assert "case_a" in rest and "0.5833" in rest  # table content
+    assert rest.count('<img src="data:image/png;base64,') == 2 * 3 * 2 * 2  # phases x cases x archs x views
+    assert out.stat().st_size < 15e6
+
+
+def test_user_strings_are_escaped(tmp_path, dataset):
+    evil = "<script>alert(1)</script>"
+    run = write_run(tmp_path / "evil", study="<b>study</b>", data=dataset)
+    m = pl.read_parquet(run / "metrics.parquet").with_columns(
+        pl.col("case").replace({"case_a": evil}), pl.col("arch").replace({"hybrid": "hy<i>brid"}))
+    m.write_parquet(run / "metrics.parquet")
+    meta = json.loads((run / "study.json").read_text())
+    meta["space"] = {"lr": "</pre><script>bad()</script>"}
+    (run / "study.json").write_text(json.dumps(meta))
+    page = build_report([run], tmp_path / "e.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert(1)" not in page and "bad()</script>" not in page
+    assert "&lt;b&gt;study&lt;/b&gt;" in page and "<b>study</b>" not in page
+    assert "hy<i>brid" not in page
+
+
+def test_empty_study_gives_a_page_saying_so(tmp_path):
+    run = write_run(tmp_path / "empty", with_tables=False)
+    page = build_report(run, tmp_path / "empty.html").read_text(encoding="utf-8")
+    assert "no results yet" in page
+    assert "abc123" in page  # provenance still shown
+    # empty parquet tables (study started, nothing finished) read the same way
+    run2 = write_run(tmp_path / "empty2")
+    for f in ("metrics.parquet", "trials.parquet"):
+        pl.read_parquet(run2 / f).head(0).write_parquet(run2 / f)
+    page = build_report(run2, tmp_path / "empty2.html").read_text(encoding="utf-8")
+    assert "no results yet" in page
+
+
+def test_partial_study_missing_phase_and_no_pictures(tmp_path, dataset):
+    run = write_run(tmp_path / "partial", data=dataset)
+    meta = json.loads((run / "study.json").read_text())
+    meta["phases"] = ["arterial", "portal", "delay"]
+    del meta["data"]  # predictions exist, but the data set is unknown: no pictures
+    (run / "study.json").write_text(json.dumps(meta))
+    m = pl.read_parquet(run / "metrics.parquet")
+    m.filter(~((pl.col("phase") == "portal") & (pl.col("split") == "test"))).write_parquet(
+        run / "metrics.parquet")
+    page = build_report(run, tmp_path / "p.html").read_text(encoding="utf-8")
+    assert "phase portal: no test results yet" in page
+    assert "phase delay: no test results yet" in page
+    assert "phase delay: no trial reported yet" in page
+    assert "study.json has no &quot;data&quot;" in page
+    assert "phase delay: no predictions under predictions/delay/" in page
+
+
+def test_escape_and_format_helpers():
+    assert esc('<a href="x">') == "&lt;a href=&quot;x&quot;&gt;"
+    assert fmt(None) == "–" and fmt(float("nan")) == "–"
+    assert fmt(0.123456) == "0.1235" and fmt(12.345, "hd95") == "12.35"
+    assert fmt(float("inf")) == "∞"

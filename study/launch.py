@@ -1,0 +1,111 @@
+"""``python -m study.launch``: run a hyperparameter study (Ray Tune + Optuna TPE + ASHA).
+
+    python -m study.launch --space hybrid --budget demo --name demo
+    python -m study.launch --space all --budget smoke --phase arterial portal
+    python -m study.launch --name demo --resume          # after a crash or kill
+
+One study per phase; then the budget-aware best trial per (phase, arch) is evaluated on
+the test cases. Everything lands in ``runs/NAME/`` (docs/CONTRACTS.md, study/results.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from study.errors import ConfigError, run_cli
+
+STUDY_JSON = "study.json"
+SAVED_ARGS = ("space", "data", "label", "phase", "samples", "budget", "seed", "max_concurrent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.launch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="hybrid", help="search space name or YAML path")
+    p.add_argument("--data", help="nnU-Net-style data set folder (default: the phantom)")
+    p.add_argument("--label", help="label name to segment (default: tumor)")
+    p.add_argument("--phase", nargs="+", help="phases to study (default: space, else data set)")
+    p.add_argument("--samples", type=int, help="number of trials per phase (default: budget's)")
+    p.add_argument("--budget", default="smoke", help="budget preset (smoke|demo|full) or iterations")
+    p.add_argument("--name", help="run name (default: SPACE-BUDGET-TIMESTAMP)")
+    p.add_argument("--out", default="runs", help="parent folder of run directories")
+    p.add_argument("--resume", action="store_true", help="continue the run --name")
+    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster)")
+    p.add_argument("--seed", type=int, help="study seed (default: the space's)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: budget's)")
+    p.add_argument("--cpus", type=int, help="CPUs for a local Ray instance (default: all)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    return p
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--out {folder}: not writable ({exc.strerror}); choose another "
+                          f"folder with --out") from None
+
+
+def resolve_run(args) -> tuple[Path, dict | None]:
+    """The run directory, and the saved study.json when resuming."""
+    out = Path(args.out).expanduser().resolve()
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs --name NAME of the run to continue")
+    name = args.name or f"{Path(args.space).stem}-{args.budget}-" \
+                        f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if "/" in name or name in (".", ".."):
+        raise ConfigError(f"--name {name!r}: use a plain folder name")
+    run_dir = out / name
+    meta_path = run_dir / STUDY_JSON
+    if args.resume:
+        if not meta_path.is_file():
+            raise ConfigError(f"--resume: no run {name!r} in {out} (no {meta_path}); start it "
+                              f"without --resume, or check --name and --out")
+        return run_dir, json.loads(meta_path.read_text(encoding="utf-8"))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run {name!r} already exists in {out}; continue it with --resume, "
+                          f"pick another --name, or delete {run_dir}")
+    check_writable(out)
+    return run_dir, None
+
+
+def _init_ray(address: str | None, cpus: int | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+
+
+def _main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    run_dir, saved = resolve_run(args)
+    if saved:  # a resumed run keeps its original settings
+        for key in SAVED_ARGS:
+            setattr(args, key, saved["args"].get(key))
+    from study.tune.study import StudySettings, run_study
+
+    settings = StudySettings.from_args(args, run_dir)  # validates space, budget, phases
+    return run_study(settings, saved=saved, init_ray=lambda: _init_ray(args.address, args.cpus))
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The results store of a run directory: two parquet tables, written atomically.
+
+``metrics.parquet`` (long): one row per (study, trial, arch, phase, iteration, split, case,
+metric, value). Validation rows come at every evaluation: one per case and metric, plus
+``case == "mean"`` rows for the means the trainable reported (``val_dice``, ...) and
+``split == "train"`` for ``train_loss``. Test rows (``split == "test"``) hold the
+whole-volume metrics of the best trial per (phase, arch) on each test case.
+
+``trials.parquet``: one row per trial: config (JSON), budget (iterations reached),
+max_budget, status (TERMINATED = full budget, STOPPED = stopped early by ASHA, ERROR),
+stop_reason, best_val_dice (max over its evaluations), wall_s; extensions: final_val_dice
+(value at the budget reached: what budget-aware selection compares), checkpoint (path of
+its latest checkpoint).
+
+Appending across resumes never duplicates: metrics dedupe on (study, trial, iteration,
+split, case, metric), trials on (study, trial); the last write wins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+from study.errors import DataError
+from study.io import atomic_path
+
+METRIC_SCHEMA: dict[str, pl.DataType] = {
+    "study": pl.String, "trial": pl.String, "arch": pl.String, "phase": pl.String,
+    "iteration": pl.Int64, "split": pl.String, "case": pl.String, "metric": pl.String,
+    "value": pl.Float64,
+}
+TRIAL_SCHEMA: dict[str, pl.DataType] = {
+    "study": pl.String, "trial": pl.String, "arch": pl.String, "phase": pl.String,
+    "config": pl.String, "budget": pl.Int64, "max_budget": pl.Int64, "status": pl.String,
+    "stop_reason": pl.String, "best_val_dice": pl.Float64, "wall_s": pl.Float64,
+    "final_val_dice": pl.Float64, "checkpoint": pl.String,
+}
+METRIC_KEY = ["study", "trial", "iteration", "split", "case", "metric"]
+TRIAL_KEY = ["study", "trial"]
+STATUSES = ("TERMINATED", "STOPPED", "ERROR")
+METRICS_FILE, TRIALS_FILE = "metrics.parquet", "trials.parquet"
+
+
+def _frame(rows: Iterable[dict], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    rows = list(rows)
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    missing = sorted({k for r in rows for k in schema if k not in r} - {"final_val_dice",
+                                                                         "checkpoint"})
+    if missing:
+        raise ValueError(f"result rows lack column(s) {', '.join(missing)}")
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema,
+                        strict=False)
+
+
+def _read(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    if not path.is_file():
+        return pl.DataFrame(schema=schema)
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # corrupt/truncated file: polars raises several types
+        raise DataError(f"{path}: cannot be read as parquet ({exc}); delete it and rerun "
+                        f"with --resume to rebuild it from the Ray experiment") from None
+    for name, dtype in schema.items():  # older files may lack extension columns
+        if name not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=dtype).alias(name))
+    return df.select([pl.col(n).cast(t) for n, t in schema.items()])
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: str | os.PathLike) -> Path:
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.write_parquet(tmp)
+    return Path(path)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> pl.DataFrame:
+    return _read(Path(run_dir) / METRICS_FILE, METRIC_SCHEMA)
+
+
+def read_trials(run_dir: str | os.PathLike) -> pl.DataFrame:
+    return _read(Path(run_dir) / TRIALS_FILE, TRIAL_SCHEMA)
+
+
+def _merge(old: pl.DataFrame, new: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    if new.is_empty():
+        return old
+    both = pl.concat([old, new], how="vertical_relaxed")
+    return both.unique(subset=key, keep="last", maintain_order=True)
+
+
+class ResultsStore:
+    """Buffered writer for one run directory; ``flush()`` merges, dedupes, writes atomically."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self._metrics: list[dict] = []
+        self._trials: list[dict] = []
+
+    def add_metrics(self, rows: Iterable[dict]) -> None:
+        self._metrics.extend(rows)
+
+    def add_trial(self, row: dict) -> None:
+        if row["status"] not in STATUSES:
+            raise ValueError(f"trial status {row['status']!r} not in {STATUSES}")
+        self._trials.append(row)
+
+    @property
+    def pending(self) -> int:
+        return len(self._metrics) + len(self._trials)
+
+    def flush(self) -> None:
+        if self._metrics:
+            merged = _merge(read_metrics(self.run_dir), _frame(self._metrics, METRIC_SCHEMA),
+                            METRIC_KEY)
+            write_parquet_atomic(merged, self.run_dir / METRICS_FILE)
+            self._metrics.clear()
+        if self._trials:
+            merged = _merge(read_trials(self.run_dir), _frame(self._trials, TRIAL_SCHEMA),
+                            TRIAL_KEY)
+            write_parquet_atomic(merged, self.run_dir / TRIALS_FILE)
+            self._trials.clear()
+
+
+def best_trials(trials: pl.DataFrame) -> pl.DataFrame:
+    """Budget-aware best trial per (phase, arch).
+
+    Among the trials that did not fail, keep those that reached the highest budget (rung)
+    any trial of that (phase, arch) reached, then take the highest ``final_val_dice``
+    (falling back to ``best_val_dice`` where it is missing). A trial stopped early by
+    ASHA never wins over one that trained longer, whatever its partial score.
+    """
+    ok = trials.filter(pl.col("status") != "ERROR").with_columns(
+        pl.coalesce("final_val_dice", "best_val_dice").fill_nan(None).alias("_score"))
+    if ok.is_empty():
+        return ok.drop("_score")
+    top = ok.with_columns(pl.col("budget").max().over("phase", "arch").alias("_top"))
+    top = top.filter(pl.col("budget") == pl.col("_top"))
+    top = top.sort(["phase", "arch", "_score", "trial"], descending=[False, False, True, False],
+                   nulls_last=True)
+    return top.group_by("phase", "arch", maintain_order=True).first().drop("_score", "_top")
+
+
+TABLE_METRICS = ("precision", "recall", "dice")
+
+
+def test_table(metrics: pl.DataFrame) -> str:
+    """The report's Table 1 layout as text: per (phase, arch, metric), one column per case."""
+    test = metrics.filter((pl.col("split") == "test")
+                          & pl.col("metric").is_in(list(TABLE_METRICS)))
+    if test.is_empty():
+        return "(no test results)"
+    cases = sorted(test["case"].unique().to_list())
+    head = ["phase", "arch", "metric", *cases, "mean"]
+    lines = []
+    for (phase, arch), g in test.sort("phase", "arch").group_by("phase", "arch",
+                                                                  maintain_order=True):
+        for metric in TABLE_METRICS:
+            m = g.filter(pl.col("metric") == metric)
+            vals = dict(zip(m["case"].to_list(), m["value"].to_list(), strict=True))
+            cells = [f"{vals[c]:.4f}" if c in vals and vals[c] is not None else "-"
+                     for c in cases]
+            mean = m["value"].drop_nans().mean() if m.height else None
+            lines.append([phase, arch, metric, *cells, "-" if mean is None else f"{mean:.4f}"])
+    widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*r) for r in [head, *lines])

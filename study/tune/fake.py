@@ -1,0 +1,89 @@
+"""A fake trainable with the engine's calling convention, for fast tuner tests.
+
+``train(kw, ...)`` walks the iterations like ``study.engine.train``: it reports at every
+``eval_every`` with a checkpoint directory (``state.json``), resumes from one, and its
+validation Dice depends only on the config and the iteration:
+
+- ``x = (log10(lr) + 5) / 3`` clipped to [0, 1] (lr 1e-5 -> 0, lr 1e-2 -> 1);
+- plain: ``dice(f) = q(x) * (1 - exp(-4 f))`` with ``f = iteration / iterations`` and
+  ``q`` peaking at x = 0.6;
+- ``misleading: true``: ``dice(f) = x (0.8 (1 - exp(-20 f)) - 0.6 f) + (1 - x) 0.7 f``:
+  a high lr leads early and ends worst, so partial-budget scores mislead.
+
+Options (``fake:`` in the search-space YAML): ``misleading``, ``sleep`` (seconds per
+evaluation interval), ``crash_lr_above`` (raise RuntimeError), ``nan_lr_below`` (raise
+FloatingPointError like a NaN loss), ``log_starts`` (append "trial start_iteration" lines
+to that file: tests use it to prove no finished trial is run twice).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+METRICS = ("dice", "precision", "recall")
+
+
+def curve(lr: float, frac: float, misleading: bool) -> float:
+    x = min(1.0, max(0.0, (math.log10(lr) + 5.0) / 3.0))
+    if misleading:
+        return x * (0.8 * (1 - math.exp(-20 * frac)) - 0.6 * frac) + (1 - x) * 0.7 * frac
+    q = 0.05 + 0.85 * math.exp(-(((x - 0.6) / 0.35) ** 2))
+    return q * (1 - math.exp(-4 * frac))
+
+
+def case_rows(score: float, cases: list[str]) -> list[dict]:
+    """Per-case metrics whose dice mean is ``score`` (case offsets sum to zero)."""
+    n = len(cases)
+    rows = []
+    for i, case in enumerate(cases):
+        d = min(1.0, max(0.0, score + 0.02 * (i - (n - 1) / 2)))
+        rows += [{"case": case, "metric": "dice", "value": d},
+                 {"case": case, "metric": "precision", "value": min(1.0, d + 0.1)},
+                 {"case": case, "metric": "recall", "value": max(0.0, d - 0.1)}]
+    return rows
+
+
+def _mean(rows: list[dict], metric: str) -> float:
+    vals = [r["value"] for r in rows if r["metric"] == metric]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def train(kw: dict, options: dict, val_cases: list[str], on_report, *, resume_from: Path | None,
+          workdir: Path, trial_id: str = "") -> dict:
+    lr, iterations, every = float(kw["lr"]), int(kw["iterations"]), int(kw["eval_every"])
+    start = 0
+    if resume_from is not None:
+        start = int(json.loads((Path(resume_from) / "state.json").read_text())["iteration"])
+    if options.get("log_starts"):
+        with open(options["log_starts"], "a", encoding="utf-8") as f:
+            f.write(f"{trial_id} {start}\n")
+    misleading = bool(options.get("misleading", False))
+    metrics: dict = {}
+    for it in range(start + every, iterations + 1, every):
+        time.sleep(float(options.get("sleep", 0.0)))
+        if options.get("crash_lr_above") is not None and lr > options["crash_lr_above"]:
+            raise RuntimeError(f"fake crash: lr {lr:.3g} above {options['crash_lr_above']}")
+        if options.get("nan_lr_below") is not None and lr < options["nan_lr_below"]:
+            raise FloatingPointError(f"NaN loss at iteration {it - every + 1}")
+        rows = case_rows(curve(lr, it / iterations, misleading), val_cases)
+        metrics = {"iteration": it, "val_dice": _mean(rows, "dice"),
+                   "val_precision": _mean(rows, "precision"),
+                   "val_recall": _mean(rows, "recall"), "train_loss": 1.0 - it / iterations,
+                   "per_case": rows, "nan_loss": False}
+        ckpt = Path(workdir) / f"checkpoint-{it}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "state.json").write_text(json.dumps({"iteration": it, "lr": lr}))
+        (ckpt / "config.json").write_text(json.dumps(kw, default=list))
+        on_report(it, metrics, ckpt)
+    return metrics
+
+
+def evaluate(kw: dict, options: dict, checkpoint_dir: Path, cases: list[str]) -> list[dict]:
+    """Test rows of a fake checkpoint: the curve at the iteration it holds."""
+    state = json.loads((Path(checkpoint_dir) / "state.json").read_text())
+    score = curve(float(state["lr"]), state["iteration"] / int(kw["iterations"]),
+                  bool(options.get("misleading", False)))
+    return case_rows(score, cases)

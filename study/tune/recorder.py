@@ -1,0 +1,157 @@
+"""Driver-side Ray Tune callback that records every result into the run's parquet tables.
+
+It is pickled with the Tuner (``tuner.pkl``) and comes back on ``Tuner.restore``; it holds
+only plain settings and a :class:`study.results.ResultsStore`, whose flush merges into what
+is on disk, so a restored copy continues the same tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from ray import tune
+
+from study.results import ResultsStore
+from study.tune.searcher import searched_params
+from study.tune.trainable import ROWS_FILE
+
+MEAN_METRICS = {"val_dice": ("val", "dice"), "val_precision": ("val", "precision"),
+                "val_recall": ("val", "recall"), "train_loss": ("train", "loss")}
+
+
+def error_reason(text: str | None) -> str:
+    """The last meaningful line of a Ray error trace (``FloatingPointError: NaN loss ...``)."""
+    if not text:
+        return "error (no trace recorded)"
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ("Error" in ln or "Exception" in ln) and ":" in ln and not ln.startswith("File "):
+            return ln[:500]
+    return lines[-1][:500] if lines else "error"
+
+
+def _means(base: dict, rows: list[dict], skip: set) -> list[dict]:
+    """``case == "mean"`` rows over the cases, finite values only, for metrics not in skip."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        if r["metric"] not in skip and r["value"] is not None:
+            by.setdefault(r["metric"], []).append(r["value"])
+    return [{**base, "split": "val", "case": "mean", "metric": m, "value": sum(v) / len(v)}
+            for m, v in by.items() if v]
+
+
+def _finite(v) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict | None,
+              max_budget: int, best: float | None, checkpoint: str | None,
+              error: str | None) -> dict:
+    last = last or {}
+    params = searched_params(config)
+    budget = int(last.get("iteration") or 0)
+    if error is not None:
+        status, reason = "ERROR", error_reason(error)
+    elif budget >= max_budget:
+        status, reason = "TERMINATED", "full budget"
+    else:
+        status, reason = "STOPPED", f"stopped by ASHA at iteration {budget}"
+    final = _finite(last.get("val_dice"))
+    best = _finite(best)
+    return {
+        "study": study, "trial": trial_id, "arch": str(params.get("arch")), "phase": phase,
+        "config": json.dumps(params, sort_keys=True, default=str), "budget": budget,
+        "max_budget": int(max_budget), "status": status, "stop_reason": reason,
+        "best_val_dice": best if best is not None else final,
+        "wall_s": float(last.get("time_total_s") or 0.0), "final_val_dice": final,
+        "checkpoint": checkpoint,
+    }
+
+
+class Recorder(tune.Callback):
+    def __init__(self, run_dir: str | Path, study: str, phase: str, max_budget: int,
+                 flush_every_s: float = 5.0):
+        self.store = ResultsStore(run_dir)
+        self.study, self.phase, self.max_budget = study, phase, int(max_budget)
+        self.flush_every_s = flush_every_s
+        self._last_flush = 0.0
+
+    # ------------------------------------------------------------------ rows
+    def _base(self, trial, iteration: int) -> dict:
+        return {"study": self.study, "trial": trial.trial_id,
+                "arch": str(trial.config.get("arch")), "phase": self.phase,
+                "iteration": int(iteration)}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        it = result.get("iteration")
+        if it is None:
+            return
+        base = self._base(trial, it)
+        rows = [{**base, "split": split, "case": "mean", "metric": metric, "value": v}
+                for key, (split, metric) in MEAN_METRICS.items()
+                if (v := _finite(result.get(key))) is not None]
+        if "_rows_json" in result:  # evaluation without checkpoint: rows came in the result
+            rows += [{**base, "split": "val", **r} for r in json.loads(result["_rows_json"])]
+        self.store.add_metrics(rows)
+        self._maybe_flush()
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        path = Path(checkpoint.path) / ROWS_FILE
+        if not path.is_file():
+            return
+        data = json.loads(path.read_text(encoding="utf-8"))
+        state = path.parent / "state.json"
+        it = data.get("iteration") if isinstance(data, dict) else None
+        rows = data["rows"] if isinstance(data, dict) else data
+        if it is None:
+            it = (trial.last_result or {}).get("iteration")
+            if it is None and state.is_file():
+                it = json.loads(state.read_text()).get("iteration")
+        base = self._base(trial, it or 0)
+        rows = [{**base, "split": "val", "case": str(r["case"]), "metric": str(r["metric"]),
+                 "value": _finite(r["value"])} for r in rows]
+        self.store.add_metrics(rows)
+        self.store.add_metrics(_means(base, rows, skip={m for _, m in MEAN_METRICS.values()}))
+
+    def _trial(self, trial, error: str | None) -> None:
+        best = None
+        analysis = getattr(trial, "metric_analysis", None) or {}
+        if "val_dice" in analysis:
+            best = analysis["val_dice"].get("max")
+        ckpt = trial.checkpoint
+        self.store.add_trial(trial_row(
+            study=self.study, phase=self.phase, trial_id=trial.trial_id, config=trial.config,
+            last=trial.last_result, max_budget=self.max_budget, best=best,
+            checkpoint=ckpt.path if ckpt is not None else None, error=error))
+        self.flush()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._trial(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        text = None
+        try:
+            text = trial.get_error()
+        except Exception:  # pragma: no cover - unreadable error file
+            pass
+        self._trial(trial, str(text) if text else "trial failed")
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()
+
+    # ------------------------------------------------------------------ writing
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.store.pending:
+            self.store.flush()
+        self._last_flush = time.monotonic()

@@ -1,0 +1,265 @@
+"""Search spaces: ``search_spaces/NAME.yaml`` loaded and validated into dataclasses.
+
+Top-level keys (unknown keys are errors)::
+
+    description: text
+    trainable: engine            # engine (default) | fake (tests: study/tune/fake.py)
+    phases: [arterial, portal]   # default phases to study; omitted = every data-set phase
+    seed: 0
+    max_failures: 0              # Ray FailureConfig: retries of a crashing trial
+    params: {NAME: constant or distribution, ...}     # see study/tune/params.py
+    per_arch: {ARCH: {NAME: ..., ...}}   # parameters that exist only for that architecture
+    resources: {ARCH or default: {cpu: 1, gpu: 0.25}}
+    fake: {...}                  # options of the fake trainable (trainable: fake only)
+    budgets: {NAME: {iterations, eval_every, grid, trials, max_concurrent, grace_period,
+                     reduction_factor, phases, params, per_arch}}
+
+``params.arch`` is required (a constant, or a choice to search the architecture itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from study.errors import ConfigError
+from study.tune.dists import Dist, parse_dist
+from study.tune.params import ARCHS, check_param
+
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+TOP_KEYS = ("description", "trainable", "phases", "seed", "max_failures", "params", "per_arch",
+            "resources", "fake", "budgets")
+BUDGET_KEYS = ("iterations", "eval_every", "grid", "trials", "max_concurrent", "grace_period",
+               "reduction_factor", "phases", "params", "per_arch")
+FAKE_KEYS = ("misleading", "sleep", "crash_lr_above", "nan_lr_below", "log_starts")
+RESOURCE_KEYS = ("cpu", "gpu")
+TRAINABLES = ("engine", "fake")
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    iterations: int
+    eval_every: int
+    grid: tuple[int, int, int]
+    trials: int
+    max_concurrent: int
+    grace_period: int
+    reduction_factor: int
+    phases: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    path: Path
+    text: str  # the YAML as read (provenance)
+    description: str = ""
+    trainable: str = "engine"
+    phases: tuple[str, ...] | None = None
+    seed: int = 0
+    max_failures: int = 0
+    params: dict[str, Dist] = field(default_factory=dict)
+    per_arch: dict[str, dict[str, Dist]] = field(default_factory=dict)
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
+    fake: dict[str, Any] = field(default_factory=dict)
+    budgets: dict[str, Budget] = field(default_factory=dict)
+    budget_params: dict[str, dict] = field(default_factory=dict)  # budget -> (params, per_arch)
+
+    @property
+    def archs(self) -> list[str]:
+        arch = self.params["arch"]
+        return [arch.value] if arch.fixed else list(arch.args)
+
+    def resources_for(self, arch: str) -> dict[str, float]:
+        res = {"cpu": 1.0, "gpu": 0.0}
+        res.update(self.resources.get("default", {}))
+        res.update(self.resources.get(arch, {}))
+        return res
+
+    def budget(self, spec: str | int) -> Budget:
+        """A named preset, or an iteration count (``--budget 500``) scaled from ``full``."""
+        if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+            n = int(spec)
+            if n < 1:
+                raise ConfigError(f"--budget {spec}: iterations must be >= 1")
+            base = self.budgets.get("full") or next(iter(self.budgets.values()))
+            eval_every = max(1, min(base.eval_every, n // 10 or 1))
+            scale = n / base.iterations
+            grace = max(eval_every, int(round(base.grace_period * scale)))
+            return Budget(str(n), n, eval_every, base.grid, base.trials, base.max_concurrent,
+                          min(grace, n), base.reduction_factor, base.phases)
+        if spec not in self.budgets:
+            raise ConfigError(
+                f"{self.path}: no budget {spec!r}; budgets in this space: "
+                f"{', '.join(self.budgets)} (or give an iteration count, e.g. --budget 500)"
+            )
+        return self.budgets[spec]
+
+    def space_for(self, budget: Budget) -> tuple[dict[str, Dist], dict[str, dict[str, Dist]]]:
+        """Parameters and per-architecture parameters with the budget's overrides applied."""
+        params = dict(self.params)
+        per_arch = {a: dict(p) for a, p in self.per_arch.items()}
+        over_p, over_a = self.budget_params.get(budget.name, ({}, {}))
+        params.update(over_p)
+        for arch, p in over_a.items():
+            per_arch.setdefault(arch, {}).update(p)
+        return params, per_arch
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"--space {name_or_path}: no such file")
+        return p.resolve()
+    candidate = SPACES_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = sorted(q.stem for q in SPACES_DIR.glob("*.yaml"))
+        raise ConfigError(
+            f"--space {name_or_path}: no search space of that name in {SPACES_DIR}; "
+            f"known: {', '.join(known)} (or give a path to a .yaml file)"
+        )
+    return candidate
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Load and validate a search space; every mistake is a ConfigError naming file and key."""
+    path = resolve_path(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_space(raw, path, text)
+
+
+def _mapping(v, where: str, what: str = "a mapping") -> dict:
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}: expected {what}, got {v!r}")
+    return v
+
+
+def _unknown(d: dict, known, where: str) -> None:
+    extra = [k for k in d if k not in known]
+    if extra:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(str, extra))}; accepted: {', '.join(known)}"
+        )
+
+
+def _int(v, where: str, low: int = 1) -> int:
+    if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
+        raise ConfigError(f"{where}: expected an integer >= {low}, got {v!r}")
+    return v
+
+
+def _phases(v, where: str) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = [v]
+    if not (isinstance(v, list) and v and all(isinstance(p, str) and p for p in v)):
+        raise ConfigError(f"{where}: expected a list of phase names, e.g. [arterial, portal]")
+    return tuple(v)
+
+
+def _params(raw, where: str) -> dict[str, Dist]:
+    out = {}
+    for name, value in _mapping(raw or {}, where).items():
+        key = f"{where}.{name}"
+        dist = parse_dist(value, key)
+        check_param(str(name), dist, key)
+        out[str(name)] = dist
+    return out
+
+
+def _per_arch(raw, where: str) -> dict[str, dict[str, Dist]]:
+    out = {}
+    for arch, params in _mapping(raw or {}, where).items():
+        if arch not in ARCHS:
+            raise ConfigError(f"{where}: unknown architecture {arch!r}; use {', '.join(ARCHS)}")
+        out[arch] = _params(params, f"{where}.{arch}")
+        if "arch" in out[arch]:
+            raise ConfigError(f"{where}.{arch}: 'arch' cannot be set per architecture")
+    return out
+
+
+def _budget(name: str, raw, where: str) -> tuple[Budget, dict, dict]:
+    raw = _mapping(raw, where)
+    _unknown(raw, BUDGET_KEYS, where)
+    for key in ("iterations", "eval_every", "grid"):
+        if key not in raw:
+            raise ConfigError(f"{where}: missing key {key!r}")
+    iterations = _int(raw["iterations"], f"{where}.iterations")
+    eval_every = _int(raw["eval_every"], f"{where}.eval_every")
+    if eval_every > iterations:
+        raise ConfigError(f"{where}.eval_every: {eval_every} exceeds iterations {iterations}")
+    grid = raw["grid"]
+    if not (isinstance(grid, list) and len(grid) == 3
+            and all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)):
+        raise ConfigError(f"{where}.grid: expected [X, Y, Z] positive integers, got {grid!r}")
+    grace = _int(raw.get("grace_period", eval_every), f"{where}.grace_period")
+    if grace > iterations:
+        raise ConfigError(f"{where}.grace_period: {grace} exceeds iterations {iterations}")
+    rf = _int(raw.get("reduction_factor", 2), f"{where}.reduction_factor", low=2)
+    budget = Budget(
+        name=name, iterations=iterations, eval_every=eval_every, grid=tuple(grid),
+        trials=_int(raw.get("trials", 8), f"{where}.trials"),
+        max_concurrent=_int(raw.get("max_concurrent", 2), f"{where}.max_concurrent"),
+        grace_period=grace, reduction_factor=rf,
+        phases=_phases(raw.get("phases"), f"{where}.phases"),
+    )
+    return budget, _params(raw.get("params"), f"{where}.params"), _per_arch(
+        raw.get("per_arch"), f"{where}.per_arch")
+
+
+def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
+    where = f"{path}: key"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys ({', '.join(TOP_KEYS)})")
+    _unknown(raw, TOP_KEYS, f"{path}")
+    trainable = raw.get("trainable", "engine")
+    if trainable not in TRAINABLES:
+        raise ConfigError(f"{where} 'trainable': use one of {', '.join(TRAINABLES)}")
+    params = _params(raw.get("params"), f"{where} 'params'")
+    if "arch" not in params:
+        raise ConfigError(f"{where} 'params': 'arch' is required (e.g. arch: hybrid, or "
+                          f"arch: {{choice: [hybrid, unet2d]}} to search it)")
+    per_arch = _per_arch(raw.get("per_arch"), f"{where} 'per_arch'")
+    resources = {}
+    for arch, res in _mapping(raw.get("resources") or {}, f"{where} 'resources'").items():
+        w = f"{where} 'resources.{arch}'"
+        if arch != "default" and arch not in ARCHS:
+            raise ConfigError(f"{w}: unknown architecture; use default or {', '.join(ARCHS)}")
+        _unknown(_mapping(res, w), RESOURCE_KEYS, w)
+        for k, v in res.items():
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
+                raise ConfigError(f"{w}.{k}: expected a number >= 0, got {v!r}")
+        resources[arch] = {k: float(v) for k, v in res.items()}
+    fake = _mapping(raw.get("fake") or {}, f"{where} 'fake'")
+    _unknown(fake, FAKE_KEYS, f"{where} 'fake'")
+    if fake and trainable != "fake":
+        raise ConfigError(f"{where} 'fake': only allowed with trainable: fake")
+    budgets_raw = _mapping(raw.get("budgets"), f"{where} 'budgets'",
+                           "a mapping of budget presets (smoke, demo, full, ...)")
+    if not budgets_raw:
+        raise ConfigError(f"{where} 'budgets': define at least one budget preset")
+    budgets, budget_params = {}, {}
+    for name, b in budgets_raw.items():
+        budget, bp, ba = _budget(str(name), b, f"{where} 'budgets.{name}'")
+        budgets[str(name)] = budget
+        budget_params[str(name)] = (bp, ba)
+    seed = raw.get("seed", 0)
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise ConfigError(f"{where} 'seed': expected an integer, got {seed!r}")
+    return SearchSpace(
+        name=path.stem, path=path, text=text, description=str(raw.get("description") or ""),
+        trainable=trainable, phases=_phases(raw.get("phases"), f"{where} 'phases'"),
+        seed=seed, max_failures=_int(raw.get("max_failures", 0), f"{where} 'max_failures'", 0),
+        params=params, per_arch=per_arch, resources=resources, fake=dict(fake),
+        budgets=budgets, budget_params=budget_params,
+    )

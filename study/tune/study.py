@@ -1,0 +1,241 @@
+"""A whole study: data, one Ray Tune experiment per phase, test evaluation, provenance.
+
+``StudySettings.from_args`` validates everything that can be checked before training
+(search space, budget, counts); ``run_study`` prepares the data (checking phases and
+sizes against it), writes ``study.json``, runs the phases, evaluates the best trials on
+the test cases, prints the closing note and builds the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from study.errors import ConfigError
+from study.io import write_text_atomic
+from study.results import read_metrics, read_trials, test_table
+from study.tune.params import resolve_inputs
+from study.tune.space import Budget, SearchSpace, load_space
+
+
+@dataclass
+class StudySettings:
+    run_dir: Path
+    space: SearchSpace
+    budget: Budget
+    seed: int
+    trials: int
+    max_concurrent: int
+    data: str | None
+    label: str | None
+    phases: list[str] | None
+    args: dict
+    report: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @classmethod
+    def from_args(cls, args, run_dir: Path) -> StudySettings:
+        space = load_space(args.space)
+        budget = space.budget(args.budget)
+        for key in ("samples", "max_concurrent", "cpus"):
+            v = getattr(args, key, None)
+            if v is not None and v < 1:
+                raise ConfigError(f"--{key.replace('_', '-')} {v}: must be >= 1")
+        saved = {k: getattr(args, k, None) for k in ("space", "data", "label", "phase", "samples",
+                                                     "budget", "seed", "max_concurrent")}
+        saved["space"] = str(space.path)
+        if saved["data"]:
+            saved["data"] = str(Path(saved["data"]).expanduser().resolve())
+        return cls(run_dir=run_dir, space=space, budget=budget,
+                   seed=space.seed if args.seed is None else int(args.seed),
+                   trials=args.samples or budget.trials,
+                   max_concurrent=args.max_concurrent or budget.max_concurrent,
+                   data=saved["data"], label=args.label, phases=args.phase, args=saved,
+                   report=not getattr(args, "no_report", False))
+
+
+def _check_sizes(archs: list[str], params: dict, budget: Budget, where: str) -> None:
+    from study.models import MODELS
+
+    for arch in archs:
+        info = MODELS[arch]
+        m = 2 ** info.default_depth
+        if info.kind == "3d":
+            patch = params.get("patch")
+            patches = [patch.value] if patch is not None and patch.fixed else \
+                list(patch.args) if patch is not None else [[64, 64, 64]]
+            sizes, key = [s for p in patches for s in p], "params.patch"
+        else:
+            sizes, key = list(budget.grid[:2]), f"budgets.{budget.name}.grid"
+        if any(int(s) % m for s in sizes):
+            raise ConfigError(f"{where}: key '{key}': sizes {sizes} do not suit {arch} (every "
+                              f"size must be a multiple of {m})")
+
+
+def _check_inputs(params: dict, per_arch: dict, all_phases: list[str], where: str) -> None:
+    dists = [params.get("inputs")] + [p.get("inputs") for p in per_arch.values()]
+    for d in dists:
+        if d is None:
+            continue
+        for v in d.values():
+            try:
+                resolve_inputs(v, all_phases[0], all_phases)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: key 'params.inputs': {exc}") from None
+
+
+def versions() -> dict:
+    import platform
+
+    import optuna
+    import ray
+    import torch
+
+    import study
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "ray": ray.__version__, "optuna": optuna.__version__,
+            "study": getattr(study, "__version__", "0.1.0")}
+
+
+def hardware() -> dict:
+    import platform
+
+    import torch
+
+    hw = {"machine": platform.machine(), "system": platform.system(),
+          "cpus": os.cpu_count(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return hw
+
+
+def _meta(s: StudySettings, prep, data: Path, phases: list[str], archs: list[str],
+          saved: dict | None) -> dict:
+    b = s.budget
+    return {
+        "name": s.name, "data": str(data), "label": s.label or prep.label_name,
+        "phases": phases, "archs": archs,
+        "space": {"name": s.space.name, "path": str(s.space.path), "yaml": s.space.text},
+        "budget": {"name": b.name, "iterations": b.iterations, "eval_every": b.eval_every,
+                   "grid": list(b.grid), "trials": s.trials, "max_concurrent": s.max_concurrent,
+                   "grace_period": b.grace_period, "reduction_factor": b.reduction_factor},
+        "seed": s.seed, "fingerprint": prep.fingerprint, "preprocessing": prep.settings,
+        "split": {k: list(v) for k, v in prep.split.items()}, "trainable": s.space.trainable,
+        "args": s.args, "versions": versions(), "hardware": hardware(),
+        "started": (saved or {}).get("started")
+        or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": None, "resumes": int((saved or {}).get("resumes", -1)) + 1,
+    }
+
+
+def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> int:
+    from study.data import prepare, resolve_cache_root
+    from study.data.phantom import default_phantom
+
+    t0 = time.time()
+    data = Path(s.data) if s.data else default_phantom()
+    b = s.budget
+    prep = prepare(data, label=s.label, grid=b.grid, seed=s.seed)
+    phases = list(s.phases or b.phases or s.space.phases or prep.phases)
+    where = str(s.space.path)
+    unknown = [p for p in phases if p not in prep.phases]
+    if unknown:
+        raise ConfigError(f"phase(s) {', '.join(unknown)} not in the data set {data} "
+                          f"(phases: {', '.join(prep.phases)}); fix --phase or 'phases' in "
+                          f"{where}")
+    params, per_arch = s.space.space_for(b)
+    archs = [params["arch"].value] if params["arch"].fixed else list(params["arch"].args)
+    _check_inputs(params, per_arch, prep.phases, where)
+    _check_sizes(archs, {**params}, b, where)
+    meta = _meta(s, prep, data, phases, archs, saved)
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
+    log(f"study {s.name}: space {s.space.name}, budget {b.name} ({b.iterations} iterations, "
+        f"eval every {b.eval_every}, grid {list(b.grid)}), {s.trials} trial(s) per phase, "
+        f"phases {', '.join(phases)}, run directory {s.run_dir}")
+
+    init_ray()
+    from study.tune.final import evaluate_best
+    from study.tune.tuner import PhasePlan, run_phase
+
+    resources = {a: s.space.resources_for(a) for a in archs}
+    run_common = {"trainable": s.space.trainable, "fake": s.space.fake,
+                  "all_phases": list(prep.phases), "iterations": b.iterations,
+                  "eval_every": b.eval_every, "seed": s.seed, "data": str(data),
+                  "label": s.label, "grid": list(b.grid), "data_seed": s.seed,
+                  "cache_root": str(resolve_cache_root(None)),
+                  "val_cases": list(prep.split["val"])}
+    tune_s = {}
+    for phase in phases:
+        t = time.time()
+        run_phase(PhasePlan(
+            study=s.name, phase=phase, run_dir=s.run_dir, params=params, per_arch=per_arch,
+            resources=resources, run={**run_common, "phase": phase}, iterations=b.iterations,
+            trials=s.trials, max_concurrent=s.max_concurrent, grace_period=b.grace_period,
+            reduction_factor=b.reduction_factor, seed=s.seed, max_failures=s.space.max_failures,
+            resume=saved is not None))
+        tune_s[phase] = time.time() - t
+    evaluate_best(s.run_dir, s.name, prep, list(prep.split["test"]),
+                  trainable=s.space.trainable, fake_options=s.space.fake, log=log)
+    wall = time.time() - t0
+    meta.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                wall_s=round(wall + float((saved or {}).get("wall_s") or 0.0), 1),
+                tune_s={k: round(v, 1) for k, v in tune_s.items()})
+    write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
+    log(closing_note(s, wall, tune_s))
+    log(_report(s) if s.report else "report: skipped (--no-report)")
+    return 0
+
+
+def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str:
+    from study.results import best_trials
+
+    trials = read_trials(s.run_dir).filter(pl.col("study") == s.name)
+    lines = ["", f"== study {s.name}: finished in {wall:.0f} s (this invocation)"]
+    for phase in sorted(set(trials["phase"].to_list())):
+        t = trials.filter(pl.col("phase") == phase)
+        count = {st: t.filter(pl.col("status") == st).height
+                 for st in ("TERMINATED", "STOPPED", "ERROR")}
+        inside = float(t["wall_s"].sum() or 0.0)
+        line = (f"phase {phase}: {t.height} trial(s): {count['TERMINATED']} full budget, "
+                f"{count['STOPPED']} stopped by ASHA, {count['ERROR']} failed")
+        if phase in tune_s and inside > 0:
+            slots = max(1, min(s.max_concurrent, t.height))
+            line += (f"; tuning wall {tune_s[phase]:.0f} s vs {inside:.0f} s of training "
+                     f"inside trials ({slots} slot(s)): Ray overhead x"
+                     f"{tune_s[phase] / (inside / slots):.2f}")
+        lines.append(line)
+        for e in t.filter(pl.col("status") == "ERROR").iter_rows(named=True):
+            lines.append(f"  failed {e['trial']}: {e['stop_reason']}")
+    for r in best_trials(trials).iter_rows(named=True):
+        lines.append(f"best {r['phase']}/{r['arch']}: trial {r['trial']} val_dice "
+                     f"{r['final_val_dice'] if r['final_val_dice'] is not None else float('nan'):.4f}"
+                     f" at {r['budget']} iterations (highest rung reached); config {r['config']}")
+    metrics = read_metrics(s.run_dir).filter(pl.col("study") == s.name)
+    lines += ["", "test set, per case (whole volume):", test_table(metrics)]
+    return "\n".join(lines)
+
+
+def _report(s: StudySettings) -> str:
+    out = s.run_dir / "report.html"
+    try:
+        from study.report import build_report
+    except ImportError:
+        text = s.run_dir / "results.txt"
+        write_text_atomic(text, test_table(read_metrics(s.run_dir)) + "\n")
+        return f"report: study.report not available; wrote a plain-text table to {text}"
+    try:
+        path = build_report([s.run_dir], out)
+    except Exception as exc:  # the study's results are on disk either way
+        return f"report: could not be built ({exc}); results are in {s.run_dir}"
+    return f"report: {path}"

@@ -1,0 +1,106 @@
+"""The Ray Tune function trainable: one trial = one ``engine.train`` run.
+
+The trial config holds the sampled parameters; ``run`` (bound with ``tune.with_parameters``)
+holds the fixed settings of the phase study: data set, grid, phase, budget, trainable kind,
+validation cases. At each evaluation
+the engine calls back; the trainable writes the per-case rows into the checkpoint directory
+(``rows.json``, collected by the driver's callback) and calls
+``ray.tune.report(scalars, checkpoint=Checkpoint.from_directory(dir))``. A restarted trial
+resumes from ``ray.tune.get_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from ray import tune
+
+from study.tune.params import train_config_kwargs
+from study.tune.searcher import searched_params
+
+ROWS_FILE = "rows.json"
+#: what goes into the Ray result (progress table, ASHA, Optuna); per-case rows go to files
+SCALARS = ("iteration", "val_dice", "val_precision", "val_recall", "train_loss", "lr",
+           "ms_per_iteration")
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names: ``trial_0003_5c1e0a2b`` (counter, then Ray's trial id)."""
+    counter = str(trial.experiment_tag).split("_", 1)[0]
+    counter = f"{int(counter):04d}" if counter.isdigit() else counter
+    return f"trial_{counter}_{trial.trial_id}"
+
+
+def trial_index(trial_dir: str) -> int:
+    """The counter of a trial folder named by :func:`trial_dirname` (0 if absent)."""
+    m = re.match(r"trial_(\d+)_", Path(trial_dir or "").name)
+    return int(m.group(1)) if m else 0
+
+
+def trial_kwargs(config: dict, run: dict, index: int) -> dict:
+    return train_config_kwargs(
+        searched_params(config), phase=run["phase"], all_phases=run["all_phases"],
+        iterations=run["iterations"], eval_every=run["eval_every"],
+        seed=int(run["seed"]) * 1000 + index,
+    )
+
+
+def _scalars(iteration: int, metrics: dict) -> dict:
+    out = {"iteration": int(iteration)}
+    for key in SCALARS[1:]:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def make_reporter():
+    def on_report(iteration: int, metrics: dict, checkpoint_dir: Path | None) -> None:
+        scalars = _scalars(iteration, metrics)
+        rows = [dict(r) for r in metrics.get("per_case") or []]
+        if checkpoint_dir is None:
+            # no checkpoint at this evaluation: ship the rows in the result instead
+            scalars["_rows_json"] = json.dumps(rows)
+            tune.report(scalars)
+            return
+        (Path(checkpoint_dir) / ROWS_FILE).write_text(
+            json.dumps({"iteration": int(iteration), "rows": rows}), encoding="utf-8")
+        tune.report(scalars, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+
+    return on_report
+
+
+def _prepare(run: dict):
+    from study.data import prepare
+
+    return prepare(run["data"], label=run.get("label"), grid=tuple(run["grid"]),
+                   cache_root=run.get("cache_root"), seed=int(run.get("data_seed", 0)),
+                   progress=False)
+
+
+def study_trainable(config: dict, run: dict) -> None:
+    """Function trainable (must live in the package so Ray workers can import it)."""
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    kw = trial_kwargs(config, run, trial_index(ctx.get_trial_dir()))
+    checkpoint = tune.get_checkpoint()
+    with tempfile.TemporaryDirectory(prefix="study-trial-") as tmp:
+        resume_from = None
+        if checkpoint is not None:
+            resume_from = Path(checkpoint.to_directory(str(Path(tmp) / "resume")))
+        workdir = Path(tmp) / "work"
+        workdir.mkdir()
+        on_report = make_reporter()
+        if run["trainable"] == "fake":
+            from study.tune import fake
+
+            fake.train(kw, run.get("fake") or {}, run["val_cases"], on_report,
+                       resume_from=resume_from, workdir=workdir, trial_id=trial_id)
+            return
+        from study.engine import TrainConfig, train
+
+        cfg = TrainConfig(**kw)
+        train(cfg, _prepare(run), on_report, resume_from=resume_from, workdir=workdir)

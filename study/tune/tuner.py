@@ -1,0 +1,171 @@
+"""One phase study: Ray Tune + budget-aware Optuna TPE + ASHA, new or restored.
+
+``run_phase(plan)`` runs (or, with ``plan.resume``, continues via ``Tuner.restore``) the
+experiment ``runs/NAME/ray/PHASE`` whose Optuna study is ``NAME-PHASE`` in
+``runs/NAME/optuna.db``. Results go to the run's parquet tables through
+:class:`study.tune.recorder.Recorder`; afterwards every Ray trial is reconciled into
+``trials.parquet`` and Optuna trials left RUNNING by a killed driver are marked FAIL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from study.results import ResultsStore, read_trials
+from study.tune.dists import Dist
+from study.tune.recorder import Recorder, trial_row
+from study.tune.searcher import BudgetAwareOptunaSearch, DefineByRun, fail_orphans
+from study.tune.trainable import study_trainable, trial_dirname
+
+METRIC, MODE = "val_dice", "max"
+DONE_MARKER = ".phase-done"
+
+
+@dataclass
+class PhasePlan:
+    study: str  # run name
+    phase: str
+    run_dir: Path
+    params: dict[str, Dist]
+    per_arch: dict[str, dict[str, Dist]]
+    resources: dict[str, dict[str, float]]  # arch -> {"cpu", "gpu"}
+    run: dict  # fixed settings handed to every trial (see trainable.py)
+    iterations: int
+    trials: int
+    max_concurrent: int
+    grace_period: int
+    reduction_factor: int
+    seed: int = 0
+    max_failures: int = 0
+    resume: bool = False
+    verbose: int = 1
+    flush_every_s: float = 5.0
+    extra_callbacks: list = field(default_factory=list)
+
+    @property
+    def exp_dir(self) -> Path:
+        return self.run_dir / "ray" / self.phase
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{(self.run_dir / 'optuna.db').resolve()}"
+
+    @property
+    def optuna_study(self) -> str:
+        return f"{self.study}-{self.phase}"
+
+
+class Resources:
+    """Picklable per-trial resources: CPUs and GPU fraction for the trial's architecture."""
+
+    def __init__(self, per_arch: dict[str, dict[str, float]], use_gpu: bool):
+        self.per_arch, self.use_gpu = per_arch, use_gpu
+
+    def __call__(self, config: dict) -> tune.PlacementGroupFactory:
+        res = self.per_arch.get(config.get("arch"), {"cpu": 1.0, "gpu": 0.0})
+        bundle = {"CPU": float(res.get("cpu", 1.0))}
+        if self.use_gpu and res.get("gpu", 0.0) > 0:
+            bundle["GPU"] = float(res["gpu"])
+        return tune.PlacementGroupFactory([bundle])
+
+
+def cluster_has_gpu() -> bool:
+    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def make_trainable(plan: PhasePlan):
+    bound = tune.with_parameters(study_trainable, run=plan.run)
+    return tune.with_resources(bound, Resources(plan.resources, cluster_has_gpu()))
+
+
+def _new_tuner(plan: PhasePlan, trainable) -> tune.Tuner:
+    searcher = BudgetAwareOptunaSearch(
+        space=DefineByRun(plan.params, plan.per_arch), metric=METRIC, mode=MODE,
+        sampler=optuna.samplers.TPESampler(seed=plan.seed),
+        study_name=plan.optuna_study,
+        storage=optuna.storages.RDBStorage(plan.optuna_url),
+        max_iterations=plan.iterations,
+    )
+    scheduler = ASHAScheduler(
+        time_attr="iteration", metric=METRIC, mode=MODE, max_t=plan.iterations,
+        grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
+    )
+    recorder = Recorder(plan.run_dir, plan.study, plan.phase, plan.iterations,
+                        flush_every_s=plan.flush_every_s)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=plan.trials,
+            max_concurrent_trials=plan.max_concurrent, reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.phase, storage_path=str((plan.run_dir / "ray").resolve()),
+            callbacks=[recorder, *plan.extra_callbacks],
+            failure_config=tune.FailureConfig(max_failures=plan.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=plan.verbose,
+        ),
+    )
+
+
+def phase_done(plan: PhasePlan) -> bool:
+    return (plan.exp_dir / DONE_MARKER).is_file()
+
+
+def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
+    """Run or continue one phase study; returns the ResultGrid (None if already done)."""
+    if plan.resume and phase_done(plan):
+        return None
+    # experiment state is saved at most this often (s): a driver killed right after a trial
+    # finished then restarts at most this much work
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # num_to_keep=1 forces a snapshot at each checkpoint: wanted here (resume), not a problem
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    trainable = make_trainable(plan)
+    if plan.resume and tune.Tuner.can_restore(str(plan.exp_dir)):
+        tuner = tune.Tuner.restore(str(plan.exp_dir), trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        if plan.exp_dir.exists():  # killed before Ray saved any state: start the phase over
+            shutil.rmtree(plan.exp_dir)
+        tuner = _new_tuner(plan, trainable)
+    grid = tuner.fit()
+    reconcile(plan, grid)
+    fail_orphans(plan.optuna_url, plan.optuna_study)
+    (plan.exp_dir / DONE_MARKER).write_text("done\n")
+    return grid
+
+
+def reconcile(plan: PhasePlan, grid: tune.ResultGrid) -> int:
+    """Add a trials row for any finished Ray trial the callback did not record."""
+    trials = read_trials(plan.run_dir)
+    mine = trials.filter((trials["study"] == plan.study) & (trials["phase"] == plan.phase))
+    have = set(mine["trial"].to_list())
+    store = ResultsStore(plan.run_dir)
+    added = 0
+    for result in grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(str(result.path)).name
+        if trial_id in have:
+            continue
+        best = None
+        df = result.metrics_dataframe
+        if df is not None and METRIC in getattr(df, "columns", []):
+            best = df[METRIC].max()
+        store.add_trial(trial_row(
+            study=plan.study, phase=plan.phase, trial_id=trial_id, config=result.config or {},
+            last=metrics, max_budget=plan.iterations, best=best,
+            checkpoint=result.checkpoint.path if result.checkpoint else None,
+            error=str(result.error) if result.error else None))
+        added += 1
+    store.flush()
+    return added

@@ -43,7 +43,9 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "stop_reason": pl.String,
     "best_val_dice": pl.Float64,
     "wall_s": pl.Float64,
+    "final_val_dice": pl.Float64,  # extension (results layer): value at the budget reached
 }
+OPTIONAL_TRIAL_COLUMNS = ("stop_reason", "wall_s", "max_budget", "config", "final_val_dice")
 RUN_FILES = ("study.json", "metrics.parquet", "trials.parquet")
 
 
@@ -79,7 +81,7 @@ def _read_table(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
             f"while writing it: rerun the study or delete the file"
         ) from None
     missing = [c for c in schema if c not in df.columns]
-    required = [c for c in missing if c not in ("stop_reason", "wall_s", "max_budget", "config")]
+    required = [c for c in missing if c not in OPTIONAL_TRIAL_COLUMNS]
     if required:
         raise DataError(
             f"{path}: missing column(s) {', '.join(required)}; expected the results table of "

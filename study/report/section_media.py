@@ -12,8 +12,8 @@ from study.report.section_results import expected_phases
 
 IMG_WIDTH = 300  # px on screen for the axial view; the coronal keeps the same mm per px
 PROVENANCE_ORDER = ("name", "data", "label", "phases", "archs", "space", "budget", "seed",
-                    "fingerprint", "preprocessing", "settings", "args", "versions", "hardware",
-                    "started", "finished")
+                    "fingerprint", "preprocessing", "settings", "split", "trainable", "args",
+                    "versions", "hardware", "started", "finished", "wall_s", "tune_s", "resumes")
 
 
 def _views_html(views) -> str:
@@ -64,10 +64,19 @@ def pictures_section(runs: Sequence[Run], max_cases: int = 3) -> str:
     return "".join(parts)
 
 
-def _value_html(value) -> str:
+def _value_html(value, depth: int = 0) -> str:
+    """Scalars as text, multi-line text as <pre>, dicts as nested key/value tables."""
+    if isinstance(value, dict) and value and depth < 2:
+        rows = "".join(f'<tr><td class="k">{esc(k)}</td><td class="k">{_value_html(v, depth + 1)}</td></tr>'
+                       for k, v in value.items())
+        return f"<table>{rows}</table>"
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return esc(", ".join(str(v) for v in value)) if value else "–"
     if isinstance(value, dict | list):
         return f"<pre>{esc(json.dumps(value, indent=1, sort_keys=True, default=str))}</pre>"
-    return esc(value)
+    if isinstance(value, str) and "\n" in value:
+        return f"<pre>{esc(value)}</pre>"
+    return esc("–" if value is None else value)
 
 
 def provenance_section(runs: Sequence[Run], generated: str) -> str:

@@ -30,7 +30,7 @@ def summary_html(trials: pl.DataFrame) -> str:
     )
     df = counts.join(best, on=["run", "phase"], how="left").sort(["run", "phase"])
     headers = ["Run", "Phase", "Trials", "Full budget", "Stopped (ASHA)", "Error",
-               "Best val Dice", "Best architecture", "Trial time (s, sum)"]
+               "Best val Dice (any trial)", "Its architecture", "Trial time (s, sum)"]
     rows = [[cell(esc(r["run"]), "k"), cell(esc(r["phase"]), "k"), cell(fmt(r["trials"])),
              cell(fmt(r["full"])), cell(fmt(r["stopped"])), cell(fmt(r["error"])),
              cell(fmt(r["best_val_dice"])), cell(esc(r["best_arch"] or "–"), "k"),
@@ -41,13 +41,13 @@ def summary_html(trials: pl.DataFrame) -> str:
 def trials_table_html(trials: pl.DataFrame) -> str:
     view = tables.trials_view(trials)
     headers = ["Trial", "Architecture", "Status", "Budget reached", "Max budget",
-               "Best val Dice", "Wall time (s)", "Stop reason", "Configuration"]
+               "Best val Dice", "Val Dice at budget", "Wall time (s)", "Stop reason", "Configuration"]
     rows = []
     for r in view.to_dicts():
         rows.append([
             cell(esc(r["trial"]), "k"), cell(esc(r["arch"]), "k"), cell(esc(r["status"]), "k"),
             cell(fmt(r["budget"])), cell(fmt(r["max_budget"])), cell(fmt(r["best_val_dice"])),
-            cell(fmt(r["wall_s"], "wall_s")), cell(esc(r["stop_reason"] or ""), "k"),
+            cell(fmt(r["final_val_dice"])), cell(fmt(r["wall_s"], "wall_s")), cell(esc(r["stop_reason"] or ""), "k"),
             cell(f"<pre>{esc(r['config'])}</pre>", "k"),
         ])
     return table(headers, rows)

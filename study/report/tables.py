@@ -62,18 +62,24 @@ def arch_key(arch: str) -> str:
 def best_trials(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
     """The trial whose test rows represent each (run, phase, arch).
 
-    When several trials of a (run, phase, arch) have test rows, the one with the highest
-    ``best_val_dice`` is chosen (validation, never test, decides). Columns: run, phase, arch, trial.
+    Normally only the best trial of a (phase, arch) has test rows. When several do, the
+    rule of ``study.results.best_trials`` decides (budget-aware, validation only): the highest
+    budget reached, then the highest ``final_val_dice`` (else ``best_val_dice``).
+    Columns: run, phase, arch, trial.
     """
     test = metrics.filter(pl.col("split") == "test").select("run", "phase", "arch", "trial").unique()
     if test.is_empty():
         return test
-    val = trials.select("run", "trial", "best_val_dice").unique(subset=["run", "trial"])
+    score = [c for c in ("final_val_dice", "best_val_dice") if c in trials.columns]
+    val = trials.select(
+        "run", "trial", pl.col("budget").fill_null(-1).alias("_budget"),
+        (pl.coalesce(*score).fill_nan(None) if score else pl.lit(None, pl.Float64)).alias("_score"),
+    ).unique(subset=["run", "trial"])
     ranked = test.join(val, on=["run", "trial"], how="left").with_columns(
-        pl.col("best_val_dice").fill_nan(None).fill_null(-math.inf)
+        pl.col("_budget").fill_null(-1), pl.col("_score").fill_null(-math.inf)
     )
     return (
-        ranked.sort(["best_val_dice", "trial"], descending=[True, False])
+        ranked.sort(["_budget", "_score", "trial"], descending=[True, True, False])
         .unique(subset=["run", "phase", "arch"], keep="first", maintain_order=True)
         .select("run", "phase", "arch", "trial")
     )
@@ -83,9 +89,10 @@ def test_results(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
     """Test rows of the chosen trial per (run, phase, arch); the last iteration per case.
 
     Columns: run, phase, arch, trial, case, metric, value (non-finite values become null).
+    Aggregate rows (``case == "mean"``) are left out: the tables compute their own means.
     """
     chosen = best_trials(metrics, trials)
-    test = metrics.filter(pl.col("split") == "test").join(
+    test = metrics.filter((pl.col("split") == "test") & (pl.col("case") != "mean")).join(
         chosen, on=["run", "phase", "arch", "trial"], how="inner"
     )
     return (
@@ -195,12 +202,14 @@ def _config_text(config: str | None, skip: Sequence[str] = ("arch", "phases", "p
 
 def trials_view(trials: pl.DataFrame) -> pl.DataFrame:
     """The trials table for display: best first within each (run, phase)."""
+    cols = ["run", "phase", "trial", "arch", "status", "budget", "max_budget", "best_val_dice",
+            "final_val_dice", "wall_s", "stop_reason"]
+    if "final_val_dice" not in trials.columns:
+        trials = trials.with_columns(pl.lit(None, pl.Float64).alias("final_val_dice"))
     if trials.is_empty():
-        return trials.select("run", "phase", "trial", "arch", "status", "budget", "max_budget",
-                             "best_val_dice", "wall_s", "stop_reason", pl.lit("").alias("config"))
+        return trials.select(*cols, pl.lit("").alias("config"))
     return trials.with_columns(
         pl.col("config").map_elements(_config_text, return_dtype=pl.String).alias("config")
     ).sort(["run", "phase", "best_val_dice"], descending=[False, False, True], nulls_last=True).select(
-        "run", "phase", "trial", "arch", "status", "budget", "max_budget", "best_val_dice",
-        "wall_s", "stop_reason", "config",
+        *cols, "config"
     )

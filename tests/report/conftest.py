@@ -63,6 +63,9 @@ def _trial_rows(study: str):
                 for it, v in zip(iters, curve, strict=False):
                     for case, off in (("val1", 0.05), ("val2", -0.05)):
                         metrics.append((study, trial, arch, phase, it, "val", case, "dice", v + off))
+                    # the results layer also stores the means the trial reported (case "mean")
+                    metrics.append((study, trial, arch, phase, it, "val", "mean", "dice", v))
+                    metrics.append((study, trial, arch, phase, it, "train", "mean", "loss", 1 - v))
                 best = max(curve[: len(iters)])
                 trials.append(dict(
                     study=study, trial=trial, arch=arch, phase=phase,
@@ -70,7 +73,7 @@ def _trial_rows(study: str):
                                        "base_channels": 8 * (k + 1)}),
                     budget=budget, max_budget=30, status=status,
                     stop_reason="asha" if status == "STOPPED" else "",
-                    best_val_dice=best, wall_s=12.5 * (k + 1),
+                    best_val_dice=best, wall_s=12.5 * (k + 1), final_val_dice=curve[len(iters) - 1],
                 ))
                 if k == 0:  # test rows for the best trial only
                     for case, p in zip(CASES, PRECISION[(phase, arch)], strict=True):

@@ -38,6 +38,23 @@ def test_curves_mean_over_validation_cases_and_stops(run_dir):
     assert {"stopped by ASHA", "full budget"} <= names
 
 
+def test_curves_prefer_the_reported_mean_over_per_case_rows():
+    cols = ["study", "trial", "arch", "phase", "iteration", "split", "case", "metric", "value", "run"]
+    m = pl.DataFrame([
+        ("s", "t", "a", "p", 10, "val", "c1", "dice", 0.2, "r"),
+        ("s", "t", "a", "p", 10, "val", "c2", "dice", 0.4, "r"),
+        ("s", "t", "a", "p", 10, "val", "mean", "dice", 0.35, "r"),  # reported: wins
+        ("s", "t", "a", "p", 20, "val", "c1", "dice", 0.5, "r"),  # no mean row: per-case mean
+        ("s", "t", "a", "p", 20, "val", "c2", "dice", 0.7, "r"),
+        ("s", "t", "a", "p", 20, "train", "mean", "loss", 0.1, "r"),
+    ], schema=cols, orient="row")
+    t = pl.DataFrame({"run": ["r"], "trial": ["t"], "budget": [20], "max_budget": [40],
+                      "status": ["STOPPED"]})
+    c = figures.curves_data(m, t).sort("iteration")
+    assert c["val_dice"].to_list() == pytest.approx([0.35, 0.6])
+    assert c["stopped"].to_list() == [True, True] and c["last"].to_list() == [False, True]
+
+
 def test_study_rebuilt_from_trials_has_varying_params(run_dir):
     run = load_run(run_dir)
     study, source = figures.phase_study(run, "arterial")

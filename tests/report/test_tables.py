@@ -62,7 +62,8 @@ def test_test_results_picks_trial_by_validation_and_drops_non_finite():
         ("s", "t2", "unet2d", "arterial", 20, "test", "c2", "hd95", math.inf),
         ("s", "t2", "unet2d", "arterial", 20, "test", "c3", "hd95", 4.0),
     ])
-    t = pl.DataFrame({"run": ["r", "r"], "trial": ["t1", "t2"], "best_val_dice": [0.1, 0.5]})
+    t = pl.DataFrame({"run": ["r", "r"], "trial": ["t1", "t2"], "budget": [30, 30],
+                      "best_val_dice": [0.1, 0.5]})
     m = m.with_columns(pl.lit("r").alias("run"))
     res = tables.test_results(m, t)
     assert set(res["trial"]) == {"t2"}  # chosen by validation Dice, not by test Dice
@@ -70,6 +71,19 @@ def test_test_results_picks_trial_by_validation_and_drops_non_finite():
     assert dice == [0.4]
     wide = tables.case_table(res, ["hd95"])
     assert wide["c2"][0] is None and wide["mean"][0] == pytest.approx(4.0)
+
+
+def test_several_tested_trials_budget_aware_choice():
+    m = _long([
+        ("s", "full", "unet2d", "arterial", 30, "test", "c1", "dice", 0.3),
+        ("s", "short", "unet2d", "arterial", 10, "test", "c1", "dice", 0.8),
+        ("s", "full", "unet2d", "arterial", 30, "test", "mean", "dice", 0.3),  # aggregate row
+    ]).with_columns(pl.lit("r").alias("run"))
+    t = pl.DataFrame({"run": ["r", "r"], "trial": ["full", "short"], "budget": [30, 10],
+                      "final_val_dice": [0.2, 0.9], "best_val_dice": [0.2, 0.9]})
+    res = tables.test_results(m, t)
+    assert res["trial"].to_list() == ["full"]  # the longer-trained trial, like results.best_trials
+    assert res["case"].to_list() == ["c1"]  # "mean" rows are not a test case
 
 
 def test_seed_comparison_has_seed_rows_and_our_means(run_dir):

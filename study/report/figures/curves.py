@@ -8,19 +8,27 @@ import polars as pl
 from study.report.figures.style import arch_color, base_layout, text
 
 VAL_METRICS = ("dice", "val_dice")
+MEAN_CASE = "mean"  # the results layer's rows for the means a trial reported
 
 
 def curves_data(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
     """Columns: run, phase, trial, arch, iteration, val_dice, last, stopped.
 
-    ``val_dice`` is the mean validation Dice over the validation rows of one evaluation;
+    ``val_dice`` is the validation Dice the trial reported (rows with ``case == "mean"``),
+    else the mean of its per-case validation rows;
     ``last`` marks each trial's final evaluation and ``stopped`` whether the trial ended
     before its full budget (ASHA), from the trials table.
     """
-    val = metrics.filter((pl.col("split") == "val") & pl.col("metric").is_in(list(VAL_METRICS)))
+    val = metrics.filter((pl.col("split") == "val") & pl.col("metric").is_in(list(VAL_METRICS))
+                         & pl.col("value").is_finite())
+    keys = ["run", "phase", "trial", "arch", "iteration"]
+    reported = (val.filter(pl.col("case") == MEAN_CASE).group_by(keys)
+                .agg(pl.col("value").mean().alias("reported")))
+    per_case = (val.filter(pl.col("case") != MEAN_CASE).group_by(keys)
+                .agg(pl.col("value").mean().alias("per_case")))
     curves = (
-        val.group_by(["run", "phase", "trial", "arch", "iteration"])
-        .agg(pl.col("value").filter(pl.col("value").is_finite()).mean().alias("val_dice"))
+        reported.join(per_case, on=keys, how="full", coalesce=True)
+        .select(*keys, pl.coalesce("reported", "per_case").alias("val_dice"))
         .sort(["run", "phase", "trial", "iteration"])
     )
     stop = trials.select(

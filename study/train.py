@@ -1,0 +1,220 @@
+"""``python -m study.train``: one training run without Ray, evaluated on the test split.
+
+Example (CPU, a few minutes)::
+
+    python -m study.train --arch unet2d --phase arterial --iterations 300 \\
+        --grid 64 48 16 --base-channels 8 --out runs/one
+
+Writes into ``--out``:
+
+* ``metrics.parquet``: long table ``arch, phase, iteration, split, case, metric, value``
+  (``split`` "val" at every evaluation, "test" once for the model evaluated on test);
+* ``predictions/CASE.nii.gz``: test predictions (uint8 mask) in the source geometry;
+* ``model/``: the checkpoint evaluated on test (``--test-model final`` or ``best`` by val
+  Dice), ``config.json``: the training configuration; ``work/``: the engine's workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError, run_cli
+
+ARCHS = ("unet3d", "simplified3d", "unet2d", "hybrid")
+COLUMNS = ("arch", "phase", "iteration", "split", "case", "metric", "value")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m study.train",
+        description="Train one segmentation model (no Ray), evaluate it on the test split.",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, help="nnU-Net-layout data set (default: the phantom)")
+    d.add_argument("--label", help="label name in dataset.json (default: the data layer's)")
+    d.add_argument("--grid", type=_positive_int, nargs=3, metavar=("X", "Y", "Z"),
+                   default=None, help="standard grid (default 320 256 72)")
+    d.add_argument("--cache", type=Path, help="preprocessing cache root")
+    d.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    m = p.add_argument_group("model and training")
+    m.add_argument("--arch", choices=ARCHS, default="hybrid")
+    m.add_argument("--phase", nargs="+", default=["arterial"], metavar="PHASE",
+                   help="phase name(s) from dataset.json channel_names")
+    m.add_argument("--iterations", type=_positive_int, required=True)
+    m.add_argument("--base-channels", type=_positive_int)
+    m.add_argument("--lr", type=_positive_float, default=1e-3)
+    m.add_argument("--l2", type=float, default=5e-4)
+    m.add_argument("--loss", choices=("sqdice", "dice", "bce"), default="sqdice")
+    m.add_argument("--lrdehl", choices=("mae", "mse"), default="mae")
+    m.add_argument("--switch-step", type=int, help="iteration at which the loss becomes LRDEHL")
+    m.add_argument("--lr-after-switch", type=_positive_float, default=1.0)
+    m.add_argument("--lr-halve-every", type=_positive_int,
+                   help="default: 5000 scaled to the budget (5000 * iterations / 40000)")
+    m.add_argument("--batch-size", type=_positive_int, default=4)
+    m.add_argument("--patch", type=_positive_int, nargs=3, metavar=("X", "Y", "Z"),
+                   help="3D patch (default: 64 per axis, capped to the grid, multiple of 16)")
+    m.add_argument("--empty-fraction", type=float, default=1.0)
+    m.add_argument("--eval-every", type=_positive_int,
+                   help="default: iterations / 5, at most 1000")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    m.add_argument("--num-workers", type=int, default=0)
+    m.add_argument("--overlap", type=float, default=0.5, help="3D sliding-window overlap")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, required=True)
+    o.add_argument("--test-model", choices=("final", "best"), default="final",
+                   help="which weights are evaluated on test (best = highest val Dice)")
+    o.add_argument("--no-predictions", action="store_true", help="do not write NIfTI files")
+    o.add_argument("--force", action="store_true", help="allow a non-empty --out")
+    return p
+
+
+def default_patch(grid) -> tuple[int, int, int]:
+    """64 per axis, capped to the grid rounded down to a multiple of 16 (at least 16)."""
+    return tuple(max(16, min(64, (int(g) // 16) * 16)) for g in grid)
+
+
+def _config(args, prep):
+    from .train_config import TrainConfig
+
+    eval_every = args.eval_every or max(1, min(1000, args.iterations // 5))
+    cfg = TrainConfig(
+        arch=args.arch, phases=tuple(args.phase), base_channels=args.base_channels,
+        lr=args.lr, l2=args.l2, loss=args.loss, lrdehl=args.lrdehl,
+        switch_step=args.switch_step, lr_after_switch=args.lr_after_switch,
+        iterations=args.iterations, eval_every=eval_every, batch_size=args.batch_size,
+        lr_halve_every=args.lr_halve_every,
+        patch=tuple(args.patch) if args.patch else default_patch(prep.grid),
+        empty_fraction=args.empty_fraction, seed=args.seed, num_workers=args.num_workers,
+        device=args.device, overlap=args.overlap,
+        extra={"data": str(prep.root) if hasattr(prep, "root") else None,
+               "fingerprint": prep.fingerprint},
+    )
+    return cfg.check(phases_available=list(prep.phases))
+
+
+def _write_parquet(rows: list[dict], path: Path) -> None:
+    import polars as pl
+
+    from .io import atomic_path
+
+    schema = {"arch": pl.Utf8, "phase": pl.Utf8, "iteration": pl.Int64, "split": pl.Utf8,
+              "case": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
+    df = pl.DataFrame(rows, schema=schema)
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.write_parquet(tmp)
+
+
+def _table(test_rows: list[dict]) -> str:
+    names = ("precision", "recall", "dice")
+    cases = sorted({r["case"] for r in test_rows})
+    val = {(r["case"], r["metric"]): r["value"] for r in test_rows}
+    lines = [f"{'case':<16}" + "".join(f"{n:>11}" for n in names)]
+    for c in cases:
+        lines.append(f"{c:<16}" + "".join(f"{val.get((c, n), float('nan')):>11.4f}" for n in names))
+    if cases:
+        means = [sum(val[(c, n)] for c in cases) / len(cases) for n in names]
+        lines.append(f"{'mean':<16}" + "".join(f"{v:>11.4f}" for v in means))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.force)):
+        raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder or --force")
+
+    from .checkpoint import load_model
+    from .data import prepare
+    from .engine import copy_checkpoint, evaluate, train
+    from .inference import write_prediction_nifti
+    from .io import write_text_atomic
+
+    data = args.data
+    if data is None:
+        from .data.phantom import default_phantom
+
+        data = default_phantom()
+        print(f"data: default phantom at {data}", file=sys.stderr)
+    kwargs = {"label": args.label, "cache_root": args.cache, "seed": args.split_seed}
+    if args.grid:
+        kwargs["grid"] = tuple(args.grid)
+    prep = prepare(data, progress=True, **kwargs)
+    cfg = _config(args, prep)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.json", cfg.to_json())
+    phase = "+".join(cfg.phases)
+    base = {"arch": cfg.arch, "phase": phase}
+    rows: list[dict] = []
+    print(f"{cfg.arch} on {phase}: {cfg.iterations} iterations, grid {prep.grid}, "
+          f"train/val/test {len(prep.split['train'])}/{len(prep.split['val'])}/"
+          f"{len(prep.split['test'])} cases", file=sys.stderr)
+
+    def on_report(iteration, metrics, _ckpt):
+        rows.extend({**base, "iteration": iteration, "split": "val", **r}
+                    for r in metrics["per_case"])
+        print(f"  it {iteration:>6}  loss {metrics['train_loss']:.4f}  val dice "
+              f"{metrics['val_dice']:.4f}  {metrics['ms_per_iteration']:.0f} ms/it",
+              file=sys.stderr)
+
+    t0 = time.perf_counter()
+    result = train(cfg, prep, on_report, workdir=out / "work")
+    train_s = time.perf_counter() - t0
+    src = result["best_dir"] if args.test_model == "best" else result["checkpoint_dir"]
+    if src is None:  # best is None when val Dice was never finite
+        src = result["checkpoint_dir"]
+    model_dir = copy_checkpoint(src, out / "model")
+    model, mcfg = load_model(model_dir, device=None)
+    from .engine import resolve_device
+
+    model.to(resolve_device(cfg.device))
+    iteration = int(_read_iteration(model_dir))
+    pred_dir = out / "predictions"
+
+    def save(case, prob):
+        if not args.no_predictions:
+            write_prediction_nifti(prob, prep, case, pred_dir / f"{case}.nii.gz",
+                                   threshold=mcfg.threshold)
+
+    test_ids = list(prep.split["test"])
+    test_rows = evaluate(model, mcfg, prep, test_ids, on_prediction=save) if test_ids else []
+    rows.extend({**base, "iteration": iteration, "split": "test", **r} for r in test_rows)
+    _write_parquet(rows, out / "metrics.parquet")
+    print(f"trained in {train_s:.1f} s; test metrics of the {args.test_model} model "
+          f"(iteration {iteration}):")
+    print(_table(test_rows) if test_rows else "(no test cases in the split)")
+    print(f"wrote {out / 'metrics.parquet'}")
+    return 0
+
+
+def _read_iteration(model_dir: Path) -> int:
+    import json
+
+    return json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))["iteration"]
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,11 +1,11 @@
 """Reading run directories (``runs/NAME/``) for the report.
 
-The results layer (issue 5, ``study/results.py``) writes the tables; this module is the
-report's only reader, so switching to ``study.results.read_metrics`` / ``read_trials`` is a
-change in one place. A run directory must exist and hold at least one of ``study.json``,
-``metrics.parquet``, ``trials.parquet``; otherwise :class:`DataError`. Missing tables read as
-empty frames with the contract's columns, so a study that has not finished a trial still
-gives a page.
+The results layer (issue 5) writes the tables; they are read with its readers
+(``study.results.read_metrics`` / ``read_trials``: corrupt file -> DataError, missing file ->
+empty frame) and then checked here: a table that lacks a contract column is refused with a
+DataError rather than shown as blanks. A run directory must exist and hold at least one of
+``study.json``, ``metrics.parquet``, ``trials.parquet``; otherwise :class:`DataError`. Missing
+tables read as empty frames, so a study that has not finished a trial still gives a page.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from study import results
 from study.errors import DataError
 
 METRIC_SCHEMA: dict[str, pl.DataType] = {
@@ -46,7 +47,7 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "final_val_dice": pl.Float64,  # extension (results layer): value at the budget reached
 }
 OPTIONAL_TRIAL_COLUMNS = ("stop_reason", "wall_s", "max_budget", "config", "final_val_dice")
-RUN_FILES = ("study.json", "metrics.parquet", "trials.parquet")
+RUN_FILES = ("study.json", results.METRICS_FILE, results.TRIALS_FILE)
 
 
 @dataclass
@@ -70,29 +71,34 @@ class Run:
         return self.metrics.is_empty() and self.trials.is_empty()
 
 
-def _read_table(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    if not path.is_file():
-        return pl.DataFrame(schema=schema)
+def _columns(path: Path) -> list[str]:
     try:
-        df = pl.read_parquet(path)
+        return list(pl.read_parquet_schema(path))
     except Exception as exc:  # polars raises several types for a corrupt file
         raise DataError(
             f"{path}: cannot be read as parquet ({exc}); the run was probably interrupted "
-            f"while writing it: rerun the study or delete the file"
+            f"while writing it: rerun the study with --resume, or delete the file"
         ) from None
-    missing = [c for c in schema if c not in df.columns]
-    required = [c for c in missing if c not in OPTIONAL_TRIAL_COLUMNS]
-    if required:
+
+
+def _read_table(path: Path, schema: dict[str, pl.DataType], reader) -> pl.DataFrame:
+    if not path.is_file():
+        return pl.DataFrame(schema=schema)
+    required = [c for c in schema if c not in OPTIONAL_TRIAL_COLUMNS]
+    missing = [c for c in required if c not in _columns(path)]
+    if missing:
         raise DataError(
-            f"{path}: missing column(s) {', '.join(required)}; expected the results table of "
+            f"{path}: missing column(s) {', '.join(missing)}; expected the results table of "
             f"docs/CONTRACTS.md (study/results.py); was it written by another version of study?"
         )
-    for c in missing:
-        df = df.with_columns(pl.lit(None).alias(c))
     try:
-        return df.select([pl.col(c).cast(t, strict=False) for c, t in schema.items()])
+        df = reader(path.parent)
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"{path}: column types do not match the results contract ({exc})") from None
+    for c, t in schema.items():
+        if c not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=t).alias(c))
+    return df.select([pl.col(c).cast(t, strict=False) for c, t in schema.items()])
 
 
 def _read_meta(path: Path) -> tuple[dict, list[str]]:
@@ -122,8 +128,8 @@ def load_run(run_dir: str | os.PathLike, name: str | None = None) -> Run:
         )
     meta, notes = _read_meta(path / "study.json")
     run_name = name or str(meta.get("name") or path.resolve().name)
-    metrics = _read_table(path / "metrics.parquet", METRIC_SCHEMA)
-    trials = _read_table(path / "trials.parquet", TRIAL_SCHEMA)
+    metrics = _read_table(path / results.METRICS_FILE, METRIC_SCHEMA, results.read_metrics)
+    trials = _read_table(path / results.TRIALS_FILE, TRIAL_SCHEMA, results.read_trials)
     metrics = metrics.with_columns(pl.lit(run_name).alias("run"))
     trials = trials.with_columns(pl.lit(run_name).alias("run"))
     return Run(path=path, name=run_name, meta=meta, metrics=metrics, trials=trials, notes=notes)

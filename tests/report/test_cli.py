@@ -36,3 +36,13 @@ def test_module_cli_writes_report(tmp_path, run_dir):
     assert str(out) in proc.stdout and out.is_file()
     page = re.sub(r"<script[^>]*>.*?</script>", "", out.read_text(encoding="utf-8"), flags=re.S)
     assert page.count('<img src="data:image/png;base64,') == 2 * 1 * 2 * 2  # phases x case x archs x views
+
+
+def test_table_missing_contract_column_exits_2(tmp_path, capsys):
+    import polars as pl
+
+    (tmp_path / "run").mkdir()
+    pl.DataFrame({"study": ["s"], "trial": ["t"]}).write_parquet(tmp_path / "run" / "metrics.parquet")
+    rc = run_cli(main, [str(tmp_path / "run"), "-o", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "metrics.parquet" in err and "missing column(s) arch" in err

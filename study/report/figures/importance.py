@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import optuna
@@ -120,7 +121,9 @@ def importance_figure(study: optuna.Study | None, title: str) -> go.Figure | Non
     if len(complete) < 2 or not any(t.params for t in complete):
         return None
     try:
-        fig = optuna.visualization.plot_param_importances(study)
+        with warnings.catch_warnings():  # "some regimes have less than 2 trials": small studies
+            warnings.simplefilter("ignore", UserWarning)
+            fig = optuna.visualization.plot_param_importances(study)
     except (ValueError, RuntimeError, ZeroDivisionError):
         return None
     return base_layout(fig, title, height=300)

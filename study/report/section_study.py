@@ -65,8 +65,9 @@ def phase_block(run: Run, phase: str, metrics: pl.DataFrame, trials: pl.DataFram
     study, source = figures.phase_study(run, phase)
     pdata, dists = figures.parallel_data(study)
     grid = [
-        figure(figures.history_figure(hist, f"Optimization history — {label}") if not hist.is_empty() else None,
-               "no finished trial: no optimization history"),
+        figure(figures.history_figure(hist, f"Optimization history — {label}")
+               if hist["value"].is_not_null().any() else None,
+               "no trial with a validation result: no optimization history"),
         figure(figures.curves_figure(curves, f"Learning curves — {label}") if not curves.is_empty() else None,
                "no validation results yet: no learning curves"),
         figure(figures.importance_figure(study, f"Parameter importances — {label}"),

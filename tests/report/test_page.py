@@ -2,6 +2,7 @@ import json
 import re
 
 import polars as pl
+import pytest
 
 from study.report import build_report
 from study.report.html import esc, fmt
@@ -79,3 +80,37 @@ def test_escape_and_format_helpers():
     assert fmt(None) == "–" and fmt(float("nan")) == "–"
     assert fmt(0.123456) == "0.1235" and fmt(12.345, "hd95") == "12.35"
     assert fmt(float("inf")) == "∞"
+
+
+def test_two_runs_side_by_side(tmp_path, run_dir):
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "again")
+    page = build_report([run_dir, tmp_path / "again"], tmp_path / "two.html").read_text(encoding="utf-8")
+    assert "demo (2)" in page
+    assert "<th>Run</th>" in page  # Table 1 gets a run column when runs are side by side
+    assert page.count("Plotly.newPlot") == 16  # 4 figures x 2 phases x 2 runs
+
+
+@pytest.mark.parametrize("case", ["trials_only", "metrics_only", "all_errors"])
+def test_degenerate_studies_give_pages(tmp_path, case):
+    run = write_run(tmp_path / case)
+    if case == "trials_only":
+        (run / "metrics.parquet").unlink()
+    elif case == "metrics_only":
+        (run / "trials.parquet").unlink()
+    else:
+        t = pl.read_parquet(run / "trials.parquet").with_columns(
+            pl.lit("ERROR").alias("status"), pl.lit(None, pl.Float64).alias("best_val_dice"),
+            pl.lit(None, pl.Float64).alias("final_val_dice"))
+        t.write_parquet(run / "trials.parquet")
+        m = pl.read_parquet(run / "metrics.parquet")
+        m.filter(pl.col("split") == "train").write_parquet(run / "metrics.parquet")
+    page = build_report(run, tmp_path / f"{case}.html").read_text(encoding="utf-8")
+    assert "4. Provenance" in page
+    if case != "metrics_only":
+        assert "no test results yet" in page
+    if case == "all_errors":
+        assert "no validation results yet: no learning curves" in page
+        assert "no trial with a validation result: no optimization history" in page
+        assert "parameter importances need at least two finished trials" in page

@@ -1,4 +1,4 @@
-"""``python -m study.data check DATASET [--label NAME]`` and ``... prepare DATASET``."""
+"""``python -m study.data check DATASET [--label NAME]``, ``prepare DATASET``, ``bench``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--grid", type=_grid, default=(320, 256, 72), help="target grid XxYxZ (default 320x256x72)")
     prep.add_argument("--cache", default=None, help="cache root (default $STUDY_CACHE or ~/.cache/study)")
     prep.add_argument("--seed", type=int, default=0, help="split seed")
+    bench = sub.add_parser("bench", help="measure phantom build, cache build/size, sampler speed")
+    bench.add_argument("--grid", type=_grid, default=(320, 256, 72))
+    bench.add_argument("--cases", type=int, default=12)
+    bench.add_argument("--phases", nargs="+", default=["arterial"])
+    bench.add_argument("--patch", type=_grid, default=(64, 64, 64), help="3D patch XxYxZ")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time per sampler")
     return ap
 
 
@@ -56,7 +62,13 @@ def main(argv=None) -> int:
         print(f"cache      {prep.cache_dir} ({size / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s)")
         print(f"split      {prep.split_path}: " + ", ".join(f"{k} {len(v)}" for k, v in prep.split.items()))
         return 0
-    raise ConfigError("missing command: use `python -m study.data check DATASET` or `prepare DATASET`")
+    if args.command == "bench":
+        from study.data.bench import format_result, run
+
+        print(format_result(run(grid=args.grid, cases=args.cases, phases=args.phases,
+                                 patch=args.patch, seconds=args.seconds)))
+        return 0
+    raise ConfigError("missing command: use `python -m study.data check DATASET`, `prepare DATASET` or `bench`")
 
 
 if __name__ == "__main__":

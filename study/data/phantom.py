@@ -1,7 +1,7 @@
 """A synthetic multi-phase liver MRI data set (the embedded default), deterministic by seed.
 
 Each case is an abdomen-like body (fat rim, muscle, spine, aorta, kidneys, spleen) with a
-lobulated liver holding enhancing vessels and 1-3 tumors (radius 8-22 mm, under 1% of the
+lobulated liver holding enhancing vessels and 1-3 tumors (radius 10-25 mm, under 1% of the
 voxels). Four phases follow typical liver MRI contrast dynamics:
 
 =========  =====  =====  ======  =======  ======  ======
@@ -13,7 +13,7 @@ portal     520    400    700     550      500     550      tumor washes out
 delay      470    340    560     420      440     480
 =========  =====  =====  ======  =======  ======  ======
 
-Tumor contrast varies per tumor (x0.5..1.2 of the difference to liver) and carries texture;
+Tumor contrast varies per tumor (x0.6..1.2 of the difference to liver) and carries texture;
 every phase gets a per-case gain, a smooth multiplicative bias field (about +-15%), partial
 volume blur and Rician noise (sigma 22-38). Native grids vary: about 150-170 x 120-136 x
 30-40 voxels, 2.4-2.6 mm in-plane, 5-7 mm slices (or a fixed ``shape`` for tests, with the
@@ -34,7 +34,7 @@ from scipy import ndimage
 from study.errors import DataError
 
 PHASES = ("pre", "arterial", "portal", "delay")
-VERSION = 1
+VERSION = 2
 FOV = (400.0, 320.0)  # mm in-plane
 TISSUE = {  # mean intensity per phase (pre, arterial, portal, delay)
     "muscle": (220, 260, 280, 270),
@@ -133,11 +133,11 @@ def make_case(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndar
     for _ in range(int(rng.integers(1, 4))):
         centre_vox = candidates[rng.integers(len(candidates))]
         centre = [float(coords[d].reshape(-1)[centre_vox[d]]) for d in range(3)]
-        r = rng.uniform(8.0, 22.0)
+        r = rng.uniform(10.0, 25.0)
         axes = [r * rng.uniform(0.8, 1.25) for _ in range(3)]
         blob = _ellipsoid(coords, centre, axes) < 1 + 0.15 * _smooth_field(rng, coords, 3, (20.0, 50.0))
         blob &= liver
-        tumors.append((blob, rng.uniform(0.5, 1.2)))
+        tumors.append((blob, rng.uniform(0.6, 1.2)))
         label[blob] = 2
     # intensities
     image = np.empty((4, *shape), dtype=np.float32)

@@ -79,7 +79,7 @@ def test_cli_writes_and_refuses_non_empty(tmp_path, capsys):
 
 def test_default_phantom_generated_once(tmp_path, monkeypatch):
     p = ph.default_phantom(cache_root=tmp_path, cases=1, seed=1)
-    assert p == tmp_path / "phantom-v1-c1-s1" and (p / "dataset.json").is_file()
+    assert p == tmp_path / f"phantom-v{ph.VERSION}-c1-s1" and (p / "dataset.json").is_file()
     monkeypatch.setattr(ph, "make_phantom", lambda *a, **k: pytest.fail("regenerated"))
     assert ph.default_phantom(cache_root=tmp_path, cases=1, seed=1) == p
     monkeypatch.setenv("STUDY_CACHE", str(tmp_path))

@@ -135,18 +135,19 @@ def best_trials(trials: pl.DataFrame) -> pl.DataFrame:
     ok = trials.filter(pl.col("status") != "ERROR").with_columns(
         pl.coalesce("final_val_dice", "best_val_dice").fill_nan(None).alias("_score"))
     if ok.is_empty():
-        return ok.drop("_score")
+        return ok.select(list(TRIAL_SCHEMA))
     top = ok.with_columns(pl.col("budget").max().over("phase", "arch").alias("_top"))
     top = top.filter(pl.col("budget") == pl.col("_top"))
     top = top.sort(["phase", "arch", "_score", "trial"], descending=[False, False, True, False],
                    nulls_last=True)
-    return top.group_by("phase", "arch", maintain_order=True).first().drop("_score", "_top")
+    best = top.group_by("phase", "arch", maintain_order=True).first()
+    return best.select(list(TRIAL_SCHEMA))
 
 
 TABLE_METRICS = ("precision", "recall", "dice")
 
 
-def test_table(metrics: pl.DataFrame) -> str:
+def format_test_table(metrics: pl.DataFrame) -> str:
     """The report's Table 1 layout as text: per (phase, arch, metric), one column per case."""
     test = metrics.filter((pl.col("split") == "test")
                           & pl.col("metric").is_in(list(TABLE_METRICS)))

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from ray import tune
 
+from study.io import write_text_atomic
 from study.results import ResultsStore
 from study.tune.searcher import searched_params
-from study.tune.trainable import ROWS_FILE
+from study.tune.trainable import FINISHED_FILE, ROWS_FILE
 
 MEAN_METRICS = {"val_dice": ("val", "dice"), "val_precision": ("val", "precision"),
                 "val_recall": ("val", "recall"), "train_loss": ("train", "loss")}
@@ -126,19 +127,27 @@ class Recorder(tune.Callback):
         if "val_dice" in analysis:
             best = analysis["val_dice"].get("max")
         ckpt = trial.checkpoint
-        self.store.add_trial(trial_row(
+        row = trial_row(
             study=self.study, phase=self.phase, trial_id=trial.trial_id, config=trial.config,
             last=trial.last_result, max_budget=self.max_budget, best=best,
-            checkpoint=ckpt.path if ckpt is not None else None, error=error))
+            checkpoint=ckpt.path if ckpt is not None else None, error=error)
+        self.store.add_trial(row)
         self.flush()
+        if ckpt is not None and error is None and Path(ckpt.path).is_dir():
+            # if the driver dies before Ray's next experiment snapshot, a restore would
+            # resume this trial from this checkpoint: the marker makes it end at once
+            write_text_atomic(Path(ckpt.path) / FINISHED_FILE,
+                              json.dumps({"status": row["status"], "budget": row["budget"]}))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._trial(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         text = None
-        try:
-            text = trial.get_error()
+        try:  # the local error file is written before this callback; storage later
+            local = trial.error_file
+            text = Path(local).read_text() if local and Path(local).is_file() else \
+                trial.get_error()
         except Exception:  # pragma: no cover - unreadable error file
             pass
         self._trial(trial, str(text) if text else "trial failed")

@@ -167,99 +167,110 @@ def _phases(v, where: str) -> tuple[str, ...] | None:
     return tuple(v)
 
 
-def _params(raw, where: str) -> dict[str, Dist]:
+def _k(path: Path, key: str) -> str:
+    return f"{path}: key '{key}'"
+
+
+def _params(raw, path: Path, key: str) -> dict[str, Dist]:
     out = {}
-    for name, value in _mapping(raw or {}, where).items():
-        key = f"{where}.{name}"
-        dist = parse_dist(value, key)
-        check_param(str(name), dist, key)
+    for name, value in _mapping(raw or {}, _k(path, key)).items():
+        where = _k(path, f"{key}.{name}")
+        dist = parse_dist(value, where)
+        check_param(str(name), dist, where)
         out[str(name)] = dist
     return out
 
 
-def _per_arch(raw, where: str) -> dict[str, dict[str, Dist]]:
+def _per_arch(raw, path: Path, key: str) -> dict[str, dict[str, Dist]]:
     out = {}
-    for arch, params in _mapping(raw or {}, where).items():
+    for arch, params in _mapping(raw or {}, _k(path, key)).items():
         if arch not in ARCHS:
-            raise ConfigError(f"{where}: unknown architecture {arch!r}; use {', '.join(ARCHS)}")
-        out[arch] = _params(params, f"{where}.{arch}")
+            raise ConfigError(f"{_k(path, key)}: unknown architecture {arch!r}; use "
+                              f"{', '.join(ARCHS)}")
+        out[arch] = _params(params, path, f"{key}.{arch}")
         if "arch" in out[arch]:
-            raise ConfigError(f"{where}.{arch}: 'arch' cannot be set per architecture")
+            raise ConfigError(f"{_k(path, key + '.' + arch)}: 'arch' cannot be set per "
+                              f"architecture")
     return out
 
 
-def _budget(name: str, raw, where: str) -> tuple[Budget, dict, dict]:
-    raw = _mapping(raw, where)
-    _unknown(raw, BUDGET_KEYS, where)
+def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
+    pre = f"budgets.{name}"
+
+    def w(key: str) -> str:
+        return _k(path, f"{pre}.{key}")
+
+    raw = _mapping(raw, _k(path, pre))
+    _unknown(raw, BUDGET_KEYS, _k(path, pre))
     for key in ("iterations", "eval_every", "grid"):
         if key not in raw:
-            raise ConfigError(f"{where}: missing key {key!r}")
-    iterations = _int(raw["iterations"], f"{where}.iterations")
-    eval_every = _int(raw["eval_every"], f"{where}.eval_every")
+            raise ConfigError(f"{_k(path, pre)}: missing key {key!r}")
+    iterations = _int(raw["iterations"], w("iterations"))
+    eval_every = _int(raw["eval_every"], w("eval_every"))
     if eval_every > iterations:
-        raise ConfigError(f"{where}.eval_every: {eval_every} exceeds iterations {iterations}")
+        raise ConfigError(f"{w('eval_every')}: {eval_every} exceeds iterations {iterations}")
     grid = raw["grid"]
     if not (isinstance(grid, list) and len(grid) == 3
             and all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)):
-        raise ConfigError(f"{where}.grid: expected [X, Y, Z] positive integers, got {grid!r}")
-    grace = _int(raw.get("grace_period", eval_every), f"{where}.grace_period")
+        raise ConfigError(f"{w('grid')}: expected [X, Y, Z] positive integers, got {grid!r}")
+    grace = _int(raw.get("grace_period", eval_every), w("grace_period"))
     if grace > iterations:
-        raise ConfigError(f"{where}.grace_period: {grace} exceeds iterations {iterations}")
-    rf = _int(raw.get("reduction_factor", 2), f"{where}.reduction_factor", low=2)
+        raise ConfigError(f"{w('grace_period')}: {grace} exceeds iterations {iterations}")
+    rf = _int(raw.get("reduction_factor", 2), w("reduction_factor"), low=2)
     budget = Budget(
         name=name, iterations=iterations, eval_every=eval_every, grid=tuple(grid),
-        trials=_int(raw.get("trials", 8), f"{where}.trials"),
-        max_concurrent=_int(raw.get("max_concurrent", 2), f"{where}.max_concurrent"),
+        trials=_int(raw.get("trials", 8), w("trials")),
+        max_concurrent=_int(raw.get("max_concurrent", 2), w("max_concurrent")),
         grace_period=grace, reduction_factor=rf,
-        phases=_phases(raw.get("phases"), f"{where}.phases"),
+        phases=_phases(raw.get("phases"), w("phases")),
     )
-    return budget, _params(raw.get("params"), f"{where}.params"), _per_arch(
-        raw.get("per_arch"), f"{where}.per_arch")
+    return budget, _params(raw.get("params"), path, f"{pre}.params"), _per_arch(
+        raw.get("per_arch"), path, f"{pre}.per_arch")
 
 
 def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
-    where = f"{path}: key"
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys ({', '.join(TOP_KEYS)})")
     _unknown(raw, TOP_KEYS, f"{path}")
     trainable = raw.get("trainable", "engine")
     if trainable not in TRAINABLES:
-        raise ConfigError(f"{where} 'trainable': use one of {', '.join(TRAINABLES)}")
-    params = _params(raw.get("params"), f"{where} 'params'")
+        raise ConfigError(f"{_k(path, 'trainable')}: use one of {', '.join(TRAINABLES)}")
+    params = _params(raw.get("params"), path, "params")
     if "arch" not in params:
-        raise ConfigError(f"{where} 'params': 'arch' is required (e.g. arch: hybrid, or "
+        raise ConfigError(f"{_k(path, 'params')}: 'arch' is required (e.g. arch: hybrid, or "
                           f"arch: {{choice: [hybrid, unet2d]}} to search it)")
-    per_arch = _per_arch(raw.get("per_arch"), f"{where} 'per_arch'")
+    per_arch = _per_arch(raw.get("per_arch"), path, "per_arch")
     resources = {}
-    for arch, res in _mapping(raw.get("resources") or {}, f"{where} 'resources'").items():
-        w = f"{where} 'resources.{arch}'"
+    for arch, res in _mapping(raw.get("resources") or {}, _k(path, "resources")).items():
+        w = _k(path, f"resources.{arch}")
         if arch != "default" and arch not in ARCHS:
             raise ConfigError(f"{w}: unknown architecture; use default or {', '.join(ARCHS)}")
         _unknown(_mapping(res, w), RESOURCE_KEYS, w)
         for k, v in res.items():
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
-                raise ConfigError(f"{w}.{k}: expected a number >= 0, got {v!r}")
+                raise ConfigError(f"{_k(path, f'resources.{arch}.{k}')}: expected a number "
+                                  f">= 0, got {v!r}")
         resources[arch] = {k: float(v) for k, v in res.items()}
-    fake = _mapping(raw.get("fake") or {}, f"{where} 'fake'")
-    _unknown(fake, FAKE_KEYS, f"{where} 'fake'")
+    fake = _mapping(raw.get("fake") or {}, _k(path, "fake"))
+    _unknown(fake, FAKE_KEYS, _k(path, "fake"))
     if fake and trainable != "fake":
-        raise ConfigError(f"{where} 'fake': only allowed with trainable: fake")
-    budgets_raw = _mapping(raw.get("budgets"), f"{where} 'budgets'",
+        raise ConfigError(f"{_k(path, 'fake')}: only allowed with trainable: fake")
+    budgets_raw = _mapping(raw.get("budgets"), _k(path, "budgets"),
                            "a mapping of budget presets (smoke, demo, full, ...)")
     if not budgets_raw:
-        raise ConfigError(f"{where} 'budgets': define at least one budget preset")
+        raise ConfigError(f"{_k(path, 'budgets')}: define at least one budget preset")
     budgets, budget_params = {}, {}
     for name, b in budgets_raw.items():
-        budget, bp, ba = _budget(str(name), b, f"{where} 'budgets.{name}'")
+        budget, bp, ba = _budget(str(name), b, path)
         budgets[str(name)] = budget
         budget_params[str(name)] = (bp, ba)
     seed = raw.get("seed", 0)
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
-        raise ConfigError(f"{where} 'seed': expected an integer, got {seed!r}")
+        raise ConfigError(f"{_k(path, 'seed')}: expected an integer, got {seed!r}")
     return SearchSpace(
         name=path.stem, path=path, text=text, description=str(raw.get("description") or ""),
-        trainable=trainable, phases=_phases(raw.get("phases"), f"{where} 'phases'"),
-        seed=seed, max_failures=_int(raw.get("max_failures", 0), f"{where} 'max_failures'", 0),
+        trainable=trainable, phases=_phases(raw.get("phases"), _k(path, "phases")),
+        seed=seed, max_failures=_int(raw.get("max_failures", 0), _k(path, "max_failures"), 0),
         params=params, per_arch=per_arch, resources=resources, fake=dict(fake),
         budgets=budgets, budget_params=budget_params,
     )

@@ -19,7 +19,7 @@ import polars as pl
 
 from study.errors import ConfigError
 from study.io import write_text_atomic
-from study.results import read_metrics, read_trials, test_table
+from study.results import format_test_table, read_metrics, read_trials
 from study.tune.params import resolve_inputs
 from study.tune.space import Budget, SearchSpace, load_space
 
@@ -222,7 +222,7 @@ def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str
                      f"{r['final_val_dice'] if r['final_val_dice'] is not None else float('nan'):.4f}"
                      f" at {r['budget']} iterations (highest rung reached); config {r['config']}")
     metrics = read_metrics(s.run_dir).filter(pl.col("study") == s.name)
-    lines += ["", "test set, per case (whole volume):", test_table(metrics)]
+    lines += ["", "test set, per case (whole volume):", format_test_table(metrics)]
     return "\n".join(lines)
 
 
@@ -232,7 +232,7 @@ def _report(s: StudySettings) -> str:
         from study.report import build_report
     except ImportError:
         text = s.run_dir / "results.txt"
-        write_text_atomic(text, test_table(read_metrics(s.run_dir)) + "\n")
+        write_text_atomic(text, format_test_table(read_metrics(s.run_dir)) + "\n")
         return f"report: study.report not available; wrote a plain-text table to {text}"
     try:
         path = build_report([s.run_dir], out)

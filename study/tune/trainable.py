@@ -22,6 +22,8 @@ from study.tune.params import train_config_kwargs
 from study.tune.searcher import searched_params
 
 ROWS_FILE = "rows.json"
+#: written by the driver into a trial's last checkpoint when it records the trial finished
+FINISHED_FILE = "trial_finished.json"
 #: what goes into the Ray result (progress table, ASHA, Optuna); per-case rows go to files
 SCALARS = ("iteration", "val_dice", "val_precision", "val_recall", "train_loss", "lr",
            "ms_per_iteration")
@@ -81,12 +83,24 @@ def _prepare(run: dict):
                    progress=False)
 
 
+def _finished(checkpoint) -> bool:
+    import pyarrow.fs
+
+    try:
+        info = checkpoint.filesystem.get_file_info(f"{checkpoint.path}/{FINISHED_FILE}")
+    except Exception:  # pragma: no cover - unreachable storage: train as usual
+        return False
+    return info.type != pyarrow.fs.FileType.NotFound
+
+
 def study_trainable(config: dict, run: dict) -> None:
     """Function trainable (must live in the package so Ray workers can import it)."""
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     kw = trial_kwargs(config, run, trial_index(ctx.get_trial_dir()))
     checkpoint = tune.get_checkpoint()
+    if checkpoint is not None and _finished(checkpoint):
+        return  # finished before a driver restart: never train it again
     with tempfile.TemporaryDirectory(prefix="study-trial-") as tmp:
         resume_from = None
         if checkpoint is not None:

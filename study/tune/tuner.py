@@ -17,11 +17,11 @@ from pathlib import Path
 import optuna
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 
 from study.results import ResultsStore, read_trials
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
+from study.tune.scheduler import ResumableASHA
 from study.tune.searcher import BudgetAwareOptunaSearch, DefineByRun, fail_orphans
 from study.tune.trainable import study_trainable, trial_dirname
 
@@ -94,9 +94,10 @@ def _new_tuner(plan: PhasePlan, trainable) -> tune.Tuner:
         storage=optuna.storages.RDBStorage(plan.optuna_url),
         max_iterations=plan.iterations,
     )
-    scheduler = ASHAScheduler(
+    scheduler = ResumableASHA(
         time_attr="iteration", metric=METRIC, mode=MODE, max_t=plan.iterations,
         grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
+        run_dir=plan.run_dir, study=plan.study, phase=plan.phase,
     )
     recorder = Recorder(plan.run_dir, plan.study, plan.phase, plan.iterations,
                         flush_every_s=plan.flush_every_s)

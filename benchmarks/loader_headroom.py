@@ -1,0 +1,161 @@
+"""Data loader headroom: samples/s the samplers deliver ÷ samples/s each architecture consumes.
+
+For every architecture, on the phantom prepared at ``--grid`` (default the standard
+320x256x72), with its sampler (``3d`` patches of ``--patch``, ``2d`` slices, ``2.5d`` slabs)
+and batch ``--batch``, one run interleaves, round after round:
+
+* **train**: one training update (forward, squared Dice loss, backward, Adam step) on a
+  batch already in memory -> samples/s the model consumes;
+* **loader wN**: ``--loader-batches`` batches drawn through the engine's own batch stream
+  (`study.batches.batch_stream`, a DataLoader with N workers) -> samples/s delivered.
+  With workers, the batches they prefetched while the model trained are drained untimed
+  first, so the figure is the steady-state rate.
+
+Headroom = loader rate ÷ train rate, per round; the median and spread over rounds are
+reported. Target ≥ 10: at 0 workers (the engine's default) loading then costs ≤ 10% of a
+step. Models run at their default widths, on this machine's CPU with torch's default threads.
+
+    .venv/bin/python -m benchmarks.loader_headroom [--grid 320x256x72] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    banner,
+    bench_prepared,
+    interleave,
+    paired_ratios,
+    parse_size,
+    print_table,
+    summary,
+    write_result,
+)
+
+ARCHS = ("unet3d", "simplified3d", "unet2d", "hybrid")
+PHASE = "arterial"
+TARGET = 10.0
+
+
+def _train_measure(model, opt, loss_fn, x, y):
+    def run() -> float:
+        t0 = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return x.shape[0] / (time.perf_counter() - t0)
+
+    return run
+
+
+def _loader_measure(stream, batch: int, n_batches: int, drain: int):
+    def run() -> float:
+        for _ in range(drain):  # prefetched while something else ran: not a steady rate
+            next(stream)
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            next(stream)
+        return n_batches * batch / (time.perf_counter() - t0)
+
+    return run
+
+
+def bench_arch(arch, prep, *, batch, patch, reps, loader_batches, workers) -> dict:
+    from study.batches import batch_stream
+    from study.data.samplers import make_sampler
+    from study.losses import squared_dice_loss
+    from study.models import build_model, model_kind
+
+    kind = model_kind(arch)
+    train_ids = prep.split["train"]
+    ds = make_sampler(kind, prep, train_ids, [PHASE], seed=0, patch=patch)
+    torch.manual_seed(0)
+    model = build_model(arch, 1)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    first = batch_stream(ds, batch, seed=1)
+    x, y = next(first)
+    del first
+    measures = {"train": _train_measure(model, opt, squared_dice_loss, x, y)}
+    streams = {}
+    for w in workers:
+        streams[w] = batch_stream(ds, batch, seed=0, num_workers=w)
+        next(streams[w])  # start the workers
+        measures[f"loader_w{w}"] = _loader_measure(
+            streams[w], batch, loader_batches, drain=2 * w
+        )
+    measures["train"]()  # warm-up update (allocator, first-call costs)
+    raw = interleave(measures, reps)
+    streams.clear()  # shuts the worker processes down
+    out = {
+        "arch": arch,
+        "kind": kind,
+        "input": list(x.shape),
+        "train_samples_per_s": summary(raw["train"]),
+    }
+    for w in workers:
+        out[f"loader_w{w}_samples_per_s"] = summary(raw[f"loader_w{w}"])
+        out[f"headroom_w{w}"] = summary(paired_ratios(raw[f"loader_w{w}"], raw["train"]))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--grid", type=parse_size, default=(320, 256, 72))
+    ap.add_argument("--patch", type=parse_size, default=(64, 64, 64))
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--cases", type=int, default=4, help="phantom cases (default 4)")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--loader-batches", type=int, default=8, help="batches per loader round")
+    ap.add_argument("--workers", default="0,2", help="DataLoader worker counts (default 0,2)")
+    ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    args = ap.parse_args(argv)
+    workers = [int(w) for w in args.workers.split(",")]
+    banner("loader headroom")
+    t0 = time.perf_counter()
+    prep = bench_prepared(args.grid, cases=args.cases)
+    print(f"   data: phantom {args.cases} cases at grid {prep.grid} ({time.perf_counter() - t0:.1f} s)")
+    results = []
+    for arch in args.archs.split(","):
+        print(f"   {arch} ...", flush=True)
+        results.append(bench_arch(arch, prep, batch=args.batch, patch=args.patch,
+                                  reps=args.reps, loader_batches=args.loader_batches,
+                                  workers=workers))
+    headers = ["arch", "input (B,C,...)", "train smp/s"]
+    for w in workers:
+        headers += [f"loader w{w} smp/s", f"headroom w{w}", f"spread w{w}"]
+    rows = []
+    for r in results:
+        row = [r["arch"], "x".join(map(str, r["input"])), r["train_samples_per_s"]["median"]]
+        for w in workers:
+            h = r[f"headroom_w{w}"]
+            row += [r[f"loader_w{w}_samples_per_s"]["median"], h["median"], h["spread"]]
+        rows.append(row)
+    print_table(headers, rows, title=f"headroom = loader samples/s ÷ train samples/s (target ≥ {TARGET:g})")
+    worst = min(r[f"headroom_w{w}"]["median"] for r in results for w in workers)
+    print(f"worst headroom {worst:.1f} ({'meets' if worst >= TARGET else 'BELOW'} target {TARGET:g})")
+    write_result("loader_headroom", {
+        "settings": {"grid": list(prep.grid), "patch": list(args.patch), "batch": args.batch,
+                     "phase": PHASE, "cases": args.cases, "reps": args.reps,
+                     "loader_batches": args.loader_batches, "workers": workers,
+                     "device": "cpu"},
+        "target": TARGET,
+        "worst_headroom": worst,
+        "results": results,
+    }, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,7 +76,6 @@ def resolve_run(args) -> tuple[Path, dict | None]:
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run {name!r} already exists in {out}; continue it with --resume, "
                           f"pick another --name, or delete {run_dir}")
-    check_writable(out)
     return run_dir, None
 
 
@@ -99,7 +98,8 @@ def _main(argv=None) -> int:
             setattr(args, key, saved["args"].get(key))
     from study.tune.study import StudySettings, run_study
 
-    settings = StudySettings.from_args(args, run_dir)  # validates space, budget, phases
+    settings = StudySettings.from_args(args, run_dir)  # validates space, budget, counts
+    check_writable(run_dir.parent)
     return run_study(settings, saved=saved, init_ray=lambda: _init_ray(args.address, args.cpus))
 
 

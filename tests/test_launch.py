@@ -1,0 +1,76 @@
+"""``python -m study.launch``: every user mistake exits 2 with a message, before training."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from study.launch import main
+
+
+def _err(capsys) -> str:
+    return capsys.readouterr().err
+
+
+def test_unknown_space_and_bad_yaml_exit_2(tmp_path, capsys):
+    assert main(["--space", "nope", "--out", str(tmp_path)]) == 2
+    assert "error: --space nope: no search space of that name" in _err(capsys)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"params": {"arch": "hybrid", "lr": {"loguniform": [1, 0]}},
+                                   "budgets": {"s": {"iterations": 2, "eval_every": 1,
+                                                     "grid": [8, 8, 8]}}}))
+    assert main(["--space", str(bad), "--out", str(tmp_path / "runs")]) == 2
+    err = _err(capsys)
+    assert f"error: {bad}: key 'params.lr'" in err and "low < high" in err
+    assert not (tmp_path / "runs").exists()  # nothing written before the space is valid
+
+
+def test_budget_and_counts_are_checked(tmp_path, capsys):
+    assert main(["--space", "smoke", "--budget", "huge", "--out", str(tmp_path)]) == 2
+    assert "no budget 'huge'" in _err(capsys)
+    assert main(["--space", "smoke", "--samples", "0", "--out", str(tmp_path)]) == 2
+    assert "--samples 0: must be >= 1" in _err(capsys)
+
+
+def test_run_names_resume_and_output_folder(tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "study.json").write_text("{}")
+    assert main(["--name", "taken", "--out", str(tmp_path)]) == 2
+    assert "run 'taken' already exists" in _err(capsys)
+    assert main(["--name", "ghost", "--out", str(tmp_path), "--resume"]) == 2
+    assert "--resume: no run 'ghost'" in _err(capsys)
+    assert main(["--out", str(tmp_path), "--resume"]) == 2
+    assert "--resume needs --name" in _err(capsys)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["--name", "n", "--out", str(blocker / "runs")]) == 2
+    assert "not writable" in _err(capsys)
+
+
+def test_existing_run_message_names_the_fixes(tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "metrics.parquet").write_text("")
+    assert main(["--name", "taken", "--out", str(tmp_path)]) == 2
+    err = _err(capsys)
+    assert "already exists" in err and "--resume" in err and "another --name" in err
+
+
+def test_unknown_phase_is_caught_after_reading_the_data(small_phantom, tmp_path, capsys):
+    rc = main(["--space", "smoke", "--data", str(small_phantom), "--phase", "venous",
+               "--name", "p", "--out", str(tmp_path)])
+    assert rc == 2
+    err = _err(capsys)
+    assert "phase(s) venous not in the data set" in err and "arterial" in err
+    assert not (tmp_path / "p" / "ray").exists() and not (tmp_path / "p" / "study.json").exists()
+
+
+def test_command_line_entry_point_and_usage_errors(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "study.launch", "--space", "nope", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: --space nope")
+    with pytest.raises(SystemExit) as info:
+        main(["--bogus"])
+    assert info.value.code == 2

@@ -87,7 +87,9 @@ def loopback_config(template: dict, *, name: str, sshd, ports: dict, pythonpath:
            f" STUDY_CACHE={tmp}/cache" + (f" PYTHONPATH={pythonpath}" if pythonpath else ""))
     head = cfg["head_start_ray_commands"]
     assert head[0] == "ray stop" and "--port=6379" in head[1]
-    start = head[1].replace("--port=6379", f"--port={ports['gcs']}") + (
+    assert "STUDY_USE_GPU=1" in head[1]
+    start = head[1].replace("--port=6379", f"--port={ports['gcs']}")
+    start = start.replace("STUDY_USE_GPU=1", "STUDY_USE_GPU=0") + (  # no GPU here
         f" --dashboard-port={ports['dashboard']} --ray-client-server-port={ports['client']}"
         f" --dashboard-agent-listen-port={ports['agent']}"
         f" --dashboard-agent-grpc-port={ports['agent_grpc']}"

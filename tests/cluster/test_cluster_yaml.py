@@ -91,6 +91,8 @@ def test_aws_layout():
     assert "security_group" not in cfg["provider"]
     # shared storage for data and results, mounted before setup on every node
     assert any("/mnt/study" in c for c in cfg["initialization_commands"])
+    # trials ask for GPUs before any GPU worker exists (study.tune.cluster.gpu_requested)
+    assert "STUDY_USE_GPU=1" in cfg["head_start_ray_commands"][1]
     gpu_setup = "\n".join(cfg["worker_setup_commands"])
     assert "download.pytorch.org/whl/cpu" not in gpu_setup
     assert "torch.cuda.is_available()" in gpu_setup

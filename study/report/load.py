@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,11 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "best_val_dice": pl.Float64,
     "wall_s": pl.Float64,
     "final_val_dice": pl.Float64,  # extension (results layer): value at the budget reached
+    "checkpoint": pl.String,  # extension (results layer): its latest checkpoint's path
 }
-OPTIONAL_TRIAL_COLUMNS = ("stop_reason", "wall_s", "max_budget", "config", "final_val_dice")
+OPTIONAL_TRIAL_COLUMNS = ("stop_reason", "wall_s", "max_budget", "config", "final_val_dice",
+                          "checkpoint")
+TRIAL_DIR = re.compile(r"trial_(\d+)_([A-Za-z0-9]+)")  # Ray trial folders: trial_0003_5c1e0a2b
 RUN_FILES = ("study.json", results.METRICS_FILE, results.TRIALS_FILE)
 
 
@@ -113,6 +117,26 @@ def _read_meta(path: Path) -> tuple[dict, list[str]]:
     return meta, []
 
 
+def with_trial_numbers(trials: pl.DataFrame, run_dir: Path) -> pl.DataFrame:
+    """Add ``number``: the order in which the tuner created each trial, from the counter in
+    its Ray folder name (``trial_0003_<id>``, in its checkpoint path or under ``ray/``);
+    null where unknown. Ray's trial ids are random hex, so they cannot give the order."""
+    numbers: dict[str, int] = {}
+    ray = run_dir / "ray"
+    if ray.is_dir():
+        for d in ray.glob("*/trial_*"):
+            m = TRIAL_DIR.fullmatch(d.name)
+            if m:
+                numbers[m.group(2)] = int(m.group(1))
+    for trial, ckpt in zip(trials["trial"], trials["checkpoint"], strict=True):
+        m = TRIAL_DIR.search(ckpt or "")
+        if m and m.group(2) == trial:
+            numbers[trial] = int(m.group(1))
+    return trials.with_columns(
+        pl.col("trial").replace_strict(numbers, default=None, return_dtype=pl.Int64).alias("number")
+    )
+
+
 def load_run(run_dir: str | os.PathLike, name: str | None = None) -> Run:
     """Read one run directory; raise DataError if it is missing or holds no results."""
     path = Path(run_dir)
@@ -131,7 +155,7 @@ def load_run(run_dir: str | os.PathLike, name: str | None = None) -> Run:
     metrics = _read_table(path / results.METRICS_FILE, METRIC_SCHEMA, results.read_metrics)
     trials = _read_table(path / results.TRIALS_FILE, TRIAL_SCHEMA, results.read_trials)
     metrics = metrics.with_columns(pl.lit(run_name).alias("run"))
-    trials = trials.with_columns(pl.lit(run_name).alias("run"))
+    trials = with_trial_numbers(trials, path).with_columns(pl.lit(run_name).alias("run"))
     return Run(path=path, name=run_name, meta=meta, metrics=metrics, trials=trials, notes=notes)
 
 
@@ -159,4 +183,5 @@ def all_metrics(runs: Sequence[Run]) -> pl.DataFrame:
 
 def all_trials(runs: Sequence[Run]) -> pl.DataFrame:
     frames = [r.trials for r in runs]
-    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={**TRIAL_SCHEMA, "run": pl.String})
+    empty = pl.DataFrame(schema={**TRIAL_SCHEMA, "number": pl.Int64, "run": pl.String})
+    return pl.concat(frames, how="vertical") if frames else empty

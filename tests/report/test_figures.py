@@ -97,3 +97,21 @@ def test_importance_needs_two_finished_trials():
     study, _ = figures.phase_study(R, "p")
     assert figures.importance_figure(study, "t") is None
     assert figures.importance_figure(None, "t") is None
+
+
+def test_trial_creation_order_from_ray_folders(tmp_path):
+    from study.report.load import with_trial_numbers
+
+    (tmp_path / "ray" / "arterial" / "trial_0001_ffff0000").mkdir(parents=True)
+    trials = pl.DataFrame({
+        "run": ["r"] * 3, "phase": ["arterial"] * 3, "trial": ["aaaa1111", "ffff0000", "cccc2222"],
+        "arch": ["a"] * 3, "status": ["TERMINATED"] * 3, "budget": [30] * 3, "max_budget": [30] * 3,
+        "best_val_dice": [0.1, 0.2, 0.3],
+        "checkpoint": ["/runs/x/ray/arterial/trial_0003_aaaa1111/checkpoint_000002",
+                       None, "/runs/x/ray/arterial/trial_0002_cccc2222/checkpoint_000001"],
+    })
+    numbered = with_trial_numbers(trials, tmp_path)
+    assert numbered["number"].to_list() == [3, 1, 2]
+    h = figures.history_data(numbered)
+    assert h["trial"].to_list() == ["ffff0000", "cccc2222", "aaaa1111"]
+    assert h["best_so_far"].to_list() == [0.2, 0.3, 0.3]

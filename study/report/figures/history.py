@@ -12,17 +12,20 @@ from study.report.tables import natural_str
 def history_data(trials: pl.DataFrame) -> pl.DataFrame:
     """Columns: run, phase, trial, arch, status, order, value, best_so_far, stopped.
 
-    Trial order is the natural order of trial ids (Ray numbers them as created); ``value`` is
-    ``best_val_dice``; ``stopped`` marks trials that ended before the full budget.
+    Trial order is creation order (``number``, from the Ray trial folders) where known, else
+    the natural order of trial ids; ``value`` is ``best_val_dice``; ``stopped`` marks trials
+    that ended before the full budget.
     """
     if trials.is_empty():
         return pl.DataFrame(schema={"run": pl.String, "phase": pl.String, "trial": pl.String,
                                     "arch": pl.String, "status": pl.String, "order": pl.Int64,
                                     "value": pl.Float64, "best_so_far": pl.Float64,
                                     "stopped": pl.Boolean})
+    if "number" not in trials.columns:
+        trials = trials.with_columns(pl.lit(None, pl.Int64).alias("number"))
     df = trials.with_columns(
         pl.col("trial").map_elements(natural_str, return_dtype=pl.String).alias("_k")
-    ).sort(["run", "phase", "_k"])
+    ).sort(["run", "phase", "number", "_k"], nulls_last=True)
     return df.with_columns(
         pl.int_range(pl.len()).over(["run", "phase"]).alias("order"),
         pl.col("best_val_dice").fill_nan(None).alias("value"),

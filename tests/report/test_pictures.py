@@ -57,3 +57,20 @@ def test_phase_pictures_messages_instead_of_errors(run_dir, tmp_path):
     assert "not found" in pp.message and pp.cases == []
     pp = pictures.phase_pictures(tmp_path, {}, "arterial")
     assert "no predictions" in pp.message
+
+
+def test_prediction_on_wrong_grid_is_reported_not_drawn(tmp_path, dataset):
+    import nibabel as nib
+
+    from .conftest import write_run
+
+    run = write_run(tmp_path / "run", data=dataset)
+    bad = run / "predictions" / "portal" / "hybrid" / "case_c.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), bad)
+    import json
+
+    pp = pictures.phase_pictures(run, json.loads((run / "study.json").read_text()), "portal", 1)
+    case = pp.cases[0]
+    assert case.case == "case_c"
+    assert "shape" in case.problems["hybrid"] and "hybrid" not in case.views
+    assert len(case.views["unet2d"]) == 2

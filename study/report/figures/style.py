@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import zlib
 
 import plotly.graph_objects as go
 
@@ -13,7 +14,7 @@ KNOWN = {"unet3d": 0, "simplified3d": 4, "unet2d": 1, "hybrid": 2}
 def arch_color(arch: str, others: list[str] | None = None) -> str:
     if arch in KNOWN:
         return PALETTE[KNOWN[arch]]
-    idx = (others or []).index(arch) if others and arch in others else abs(hash(arch))
+    idx = (others or []).index(arch) if others and arch in others else zlib.crc32(arch.encode())
     return PALETTE[(3 + idx) % len(PALETTE)]
 
 

@@ -169,7 +169,9 @@ def load_runs(run_dirs: Sequence[str | os.PathLike]) -> list[Run]:
         run = load_run(d)
         if run.name in seen:
             seen[run.name] += 1
-            run = load_run(d, name=f"{run.name} ({seen[run.name]})")
+            run.name = name = f"{run.name} ({seen[run.name]})"
+            run.metrics = run.metrics.with_columns(pl.lit(name).alias("run"))
+            run.trials = run.trials.with_columns(pl.lit(name).alias("run"))
         else:
             seen[run.name] = 1
         runs.append(run)

@@ -115,3 +115,18 @@ def test_trial_creation_order_from_ray_folders(tmp_path):
     h = figures.history_data(numbered)
     assert h["trial"].to_list() == ["ffff0000", "cccc2222", "aaaa1111"]
     assert h["best_so_far"].to_list() == [0.2, 0.3, 0.3]
+
+
+def test_importance_labels_are_escaped():
+    from optuna.distributions import FloatDistribution
+
+    study = optuna.create_study(direction="maximize")
+    for i in range(4):
+        study.add_trial(optuna.trial.create_trial(
+            params={"<b>x</b>": float(i), "y": float(i % 2)},
+            distributions={"<b>x</b>": FloatDistribution(0, 5), "y": FloatDistribution(0, 1)},
+            value=float(i)))
+    fig = figures.importance_figure(study, "<i>t</i>")
+    assert set(fig.data[0].y) == {"&lt;b&gt;x&lt;/b&gt;", "y"}
+    assert all("<b>" not in h for h in fig.data[0].hovertemplate)
+    assert fig.layout.title.text == "&lt;i&gt;t&lt;/i&gt;"

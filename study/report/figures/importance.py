@@ -126,6 +126,11 @@ def importance_figure(study: optuna.Study | None, title: str) -> go.Figure | Non
             fig = optuna.visualization.plot_param_importances(study)
     except (ValueError, RuntimeError, ZeroDivisionError):
         return None
+    for trace in fig.data:  # parameter names come from the user's YAML: show them as text
+        trace.y = [text(v) for v in trace.y or ()]
+        if isinstance(trace.hovertemplate, tuple | list):
+            trace.hovertemplate = [text(h.replace("<extra></extra>", "")) + "<extra></extra>"
+                                   for h in trace.hovertemplate]
     return base_layout(fig, title, height=300)
 
 

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--phases", nargs="+", default=["arterial"])
     bench.add_argument("--patch", type=_grid, default=(64, 64, 64), help="3D patch XxYxZ")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per sampler")
+    bench.add_argument("--out", default=None, help="work folder to keep (default: temp, removed)")
     return ap
 
 
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         from study.data.bench import format_result, run
 
         print(format_result(run(grid=args.grid, cases=args.cases, phases=args.phases,
-                                 patch=args.patch, seconds=args.seconds)))
+                                 patch=args.patch, seconds=args.seconds, out=args.out)))
         return 0
     raise ConfigError("missing command: use `python -m study.data check DATASET`, `prepare DATASET` or `bench`")
 

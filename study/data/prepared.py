@@ -160,19 +160,32 @@ class Prepared:
         """Mask slice z, uint8 (X, Y)."""
         return np.asarray(self._raw_mask(case_id)[int(z)])
 
+    def _box(self, arr: np.ndarray, lo, size) -> np.ndarray:
+        """Box of ``size`` (X, Y, Z) at ``lo`` from a (Z, X, Y) array, edge-replicated
+        outside the volume; returned in (Z, X, Y) order."""
+        g = self.grid
+        a = [min(max(int(lo[d]), 0), g[d] - 1) for d in range(3)]
+        b = [max(min(int(lo[d]) + int(size[d]), g[d]), a[d] + 1) for d in range(3)]
+        block = np.asarray(arr[a[2]:b[2], a[0]:b[0], a[1]:b[1]])
+        # pad widths (before, after) per storage axis Z, X, Y; clipped boxes keep the edge
+        pad = [(a[d] - int(lo[d]), int(lo[d]) + int(size[d]) - b[d]) for d in (2, 0, 1)]
+        if any(p != (0, 0) for p in pad):
+            pos = [(max(p0, 0), max(p1, 0)) for p0, p1 in pad]
+            block = np.pad(block, pos, mode="edge")
+            cut = tuple(slice(max(-p0, 0), max(-p0, 0) + int(size[d]))
+                        for (p0, _), d in zip(pad, (2, 0, 1), strict=True))
+            block = block[cut]
+        return block
+
     def crop(self, case_id: str, phases, lo, size) -> tuple[np.ndarray, np.ndarray]:
         """Box starting at voxel ``lo`` (may lie outside: edge replicate) of ``size`` (X, Y, Z).
         Returns (image float32 (C, *size), mask uint8 size)."""
         idx = self.phase_index(phases)
         scales = self._case(case_id)["scales"]
-        # index arrays clamped to the volume implement edge replication (Z, X, Y storage)
-        ax = [np.clip(np.arange(lo[d], lo[d] + size[d]), 0, self.grid[d] - 1) for d in range(3)]
-        zsl, xsl, ysl = (slice(int(a[0]), int(a[-1]) + 1) for a in (ax[2], ax[0], ax[1]))
-        zi, xi, yi = ax[2] - zsl.start, ax[0] - xsl.start, ax[1] - ysl.start
+        size = tuple(int(s) for s in size)
         img = np.empty((len(idx), *size), dtype=np.float32)
         for i, k in enumerate(idx):
-            block = np.asarray(self._raw(case_id, k)[zsl, xsl, ysl])
-            img[i] = block[np.ix_(zi, xi, yi)].transpose(1, 2, 0)
-            img[i] *= np.float32(scales[k])
-        mblock = np.asarray(self._raw_mask(case_id)[zsl, xsl, ysl])
-        return img, mblock[np.ix_(zi, xi, yi)].transpose(1, 2, 0).copy()
+            block = self._box(self._raw(case_id, k), lo, size).transpose(1, 2, 0)
+            np.multiply(block, np.float32(scales[k]), out=img[i], dtype=np.float32)
+        mask = np.ascontiguousarray(self._box(self._raw_mask(case_id), lo, size).transpose(1, 2, 0))
+        return img, mask

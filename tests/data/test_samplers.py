@@ -59,6 +59,21 @@ def test_crop_replicates_edges(prepared):
     assert msk.shape == (8, 4, 6) and msk.dtype == np.uint8
 
 
+def test_crop_matches_clamped_indexing_anywhere(prepared):
+    case = prepared.case_ids[1]
+    full = prepared.image(case, ["pre", "delay"])
+    mask = np.asarray(prepared.mask(case))
+    rng = np.random.default_rng(0)
+    for _ in range(25):  # boxes inside, across borders, and wholly outside the volume
+        size = tuple(int(v) for v in rng.integers(1, 20, size=3))
+        lo = tuple(int(rng.integers(-25, g + 5)) for g in prepared.grid)
+        ix = np.ix_(*[np.clip(np.arange(lo[d], lo[d] + size[d]), 0, prepared.grid[d] - 1)
+                      for d in range(3)])
+        img, msk = prepared.crop(case, ["pre", "delay"], lo, size)
+        np.testing.assert_allclose(img, full[(slice(None), *ix)], rtol=1e-6)
+        np.testing.assert_array_equal(msk, mask[ix])
+
+
 def test_3d_seeded_and_epoch_dependent(prepared):
     a = make_sampler("3d", prepared, prepared.split["train"], ["arterial"], seed=5, patch=PATCH)
     b = make_sampler("3d", prepared, prepared.split["train"], ["arterial"], seed=5, patch=PATCH)

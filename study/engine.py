@@ -203,7 +203,10 @@ def train(
     Checkpoints go to ``workdir/checkpoint`` (latest, replaced at each report) and
     ``workdir/best`` (weights of the best ``val_dice`` so far, with its metrics.json). The
     returned dict is the last report's metrics plus ``checkpoint_dir``, ``best_dir``,
-    ``best_val_dice``, ``best_iteration``.
+    ``best_val_dice``, ``best_iteration``. After a resume, ``best_val_dice`` covers the whole
+    run but ``workdir/best`` only appears when this part of the run beat it (``best_dir``
+    is None otherwise). Resuming a checkpoint that already reached ``iterations`` trains
+    nothing and returns the checkpoint's metrics.
     """
     from .data.samplers import make_sampler
     from .losses import LossSchedule
@@ -244,6 +247,8 @@ def train(
         start = int(payload["iteration"])
         best = payload.get("best") or best
         restored_rng = payload.get("rng")
+        if start >= config.iterations:  # nothing left to do: hand back the stored metrics
+            return _finished_result(Path(resume_from), best)
 
     train_ids = list(prep.split["train"])
     dataset = make_sampler(
@@ -347,6 +352,16 @@ def train(
         best_iteration=best["iteration"],
     )
     return result
+
+
+def _finished_result(ckpt: Path, best: dict) -> dict:
+    import json
+
+    mpath = ckpt / "metrics.json"
+    metrics = json.loads(mpath.read_text(encoding="utf-8")) if mpath.is_file() else {}
+    metrics.update(checkpoint_dir=ckpt, best_dir=None, best_val_dice=best["val_dice"],
+                   best_iteration=best["iteration"])
+    return metrics
 
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:

@@ -75,6 +75,24 @@ def test_resume_is_bit_for_bit(prepared, tmp_path, arch):
     assert not states_equal(a["model"], fresh["model"])
 
 
+def test_resume_at_budget_returns_stored_metrics(prepared, tmp_path):
+    done = train(tiny(iterations=2), prepared, None, workdir=tmp_path / "a")
+    calls = []
+    again = train(tiny(iterations=2), prepared, lambda *a: calls.append(a),
+                  resume_from=done["checkpoint_dir"], workdir=tmp_path / "b")
+    assert calls == [] and again["iteration"] == 2 and again["val_dice"] == done["val_dice"]
+
+
+def test_dataloader_workers_draw_the_same_batches(prepared, tmp_path):
+    cfg = tiny("simplified3d", iterations=3, eval_every=3)
+    a = train(cfg, prepared, None, workdir=tmp_path / "a")
+    cfg.num_workers = 1
+    b = train(cfg, prepared, None, workdir=tmp_path / "b")
+    wa = torch.load(a["checkpoint_dir"] / "model.pt", weights_only=False)["model"]
+    wb = torch.load(b["checkpoint_dir"] / "model.pt", weights_only=False)["model"]
+    assert states_equal(wa, wb)
+
+
 def test_resume_rejects_other_arch(prepared, tmp_path):
     res = train(tiny(iterations=1), prepared, None, workdir=tmp_path / "a")
     with pytest.raises(ConfigError, match="resume with the checkpoint"):

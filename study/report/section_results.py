@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from study.report import tables
-from study.report.html import cell, esc, fmt, message, note, table
+from study.report import figures, tables
+from study.report.html import cell, esc, figure, fmt, message, note, table
 from study.report.load import Run
 
 
@@ -104,4 +104,10 @@ def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataF
                       "(its own data and test cases, so only roughly comparable). The seed's 3D rows "
                       "are identical for both phases, probably a copy error in the report."))
     parts.append(seed_table_html(tables.seed_comparison(results)))
+    means = figures.test_means_data(results)
+    for run in runs:
+        fig = figures.test_means_figure(means.filter(pl.col("run") == run.name),
+                                        f"Test means vs the seed — {run.name}")
+        if fig is not None:
+            parts.append(figure(fig))
     return "".join(parts)

@@ -52,4 +52,4 @@ def test_report_loads_without_console_errors_and_renders(tmp_path, run_dir):
     assert len(np.unique(img.reshape(-1, 3)[::97], axis=0)) > 20  # text, tables, colours
     dom = chromium(tmp_path, "--dump-dom", page.as_uri())
     assert console_messages(dom.stderr) == []
-    assert dom.stdout.count('class="plot-container plotly"') == 8  # every figure drawn
+    assert dom.stdout.count('class="plot-container plotly"') == 9  # every figure drawn

@@ -130,3 +130,16 @@ def test_importance_labels_are_escaped():
     assert set(fig.data[0].y) == {"&lt;b&gt;x&lt;/b&gt;", "y"}
     assert all("<b>" not in h for h in fig.data[0].hovertemplate)
     assert fig.layout.title.text == "&lt;i&gt;t&lt;/i&gt;"
+
+
+def test_test_means_joined_with_seed(run_dir):
+    from study.report import tables
+
+    run = load_run(run_dir)
+    data = figures.test_means_data(tables.test_results(run.metrics, run.trials))
+    row = data.filter((pl.col("phase") == "portal") & (pl.col("arch") == "hybrid")
+                      & (pl.col("metric") == "dice")).to_dicts()[0]
+    assert row["mean"] == pytest.approx((0.9 + 0.3 + 0.0) / 1.5 / 3)
+    assert row["seed"] == pytest.approx(0.4447) and row["n"] == 3
+    fig = figures.test_means_figure(data, "t")
+    assert len(fig.data) == 2 * 3 * 2  # phases x metrics x (bars, seed diamonds)

@@ -19,7 +19,7 @@ def test_full_page_is_self_contained(tmp_path, run_dir):
     out = build_report([run_dir], tmp_path / "r.html")
     page = out.read_text(encoding="utf-8")
     assert page.count("<script") >= 4 * 2  # plotly.js once + 4 figures per phase
-    assert page.count("Plotly.newPlot") == 8
+    assert page.count("Plotly.newPlot") == 8 + 1  # 4 per phase + test means vs seed
     assert len(re.findall(r"<script type=\"text/javascript\">/\*\*\s*\n?\s*\* plotly.js", page)) <= 1
     rest = _outside_scripts(page)
     assert "http://" not in rest and "https://" not in rest
@@ -89,7 +89,7 @@ def test_two_runs_side_by_side(tmp_path, run_dir):
     page = build_report([run_dir, tmp_path / "again"], tmp_path / "two.html").read_text(encoding="utf-8")
     assert "demo (2)" in page
     assert "<th>Run</th>" in page  # Table 1 gets a run column when runs are side by side
-    assert page.count("Plotly.newPlot") == 16  # 4 figures x 2 phases x 2 runs
+    assert page.count("Plotly.newPlot") == 2 * (8 + 1)  # per run: 4 x 2 phases + test means
 
 
 @pytest.mark.parametrize("case", ["trials_only", "metrics_only", "all_errors"])

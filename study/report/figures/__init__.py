@@ -12,6 +12,7 @@ from study.report.figures.importance import (
     parallel_figure,
     phase_study,
 )
+from study.report.figures.test_means import test_means_data, test_means_figure
 
 __all__ = [
     "curves_data",
@@ -22,4 +23,6 @@ __all__ = [
     "parallel_data",
     "parallel_figure",
     "phase_study",
+    "test_means_data",
+    "test_means_figure",
 ]

@@ -144,6 +144,7 @@ def value_columns(wide: pl.DataFrame) -> list[str]:
 def best_cells(wide: pl.DataFrame) -> pl.DataFrame:
     """Boolean frame (same value columns as ``wide``): the best value of each column among the
     architectures of one (run, phase, metric); lower is better for HD95, higher otherwise.
+    A value without a rival (one architecture only) is not marked.
     """
     if wide.is_empty():
         return wide.select(ROW_KEYS)
@@ -152,7 +153,8 @@ def best_cells(wide: pl.DataFrame) -> pl.DataFrame:
     exprs = []
     for c in value_columns(wide):
         target = pl.when(lower).then(pl.col(c).min().over(group)).otherwise(pl.col(c).max().over(group))
-        exprs.append(((pl.col(c) == target) & pl.col(c).is_not_null()).fill_null(False).alias(c))
+        rivals = pl.col(c).is_not_null().sum().over(group) >= 2  # nothing to compare: no mark
+        exprs.append(((pl.col(c) == target) & pl.col(c).is_not_null() & rivals).fill_null(False).alias(c))
     return wide.select(*[pl.col(k) for k in ROW_KEYS], *exprs)
 
 

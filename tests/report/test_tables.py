@@ -50,6 +50,13 @@ def test_best_cells_per_column_and_lower_is_better_for_hd95(run_dir):
     assert not flags[("arterial", "hybrid", "hd95")]["case_a"]
 
 
+def test_no_best_mark_without_a_rival(run_dir):
+    metrics, trials = _frames(run_dir)
+    res = tables.test_results(metrics, trials).filter(pl.col("arch") == "hybrid")
+    best = tables.best_cells(tables.case_table(res, ["precision"]))
+    assert not any(best.select(pl.exclude(tables.ROW_KEYS)).to_numpy().ravel())
+
+
 def _long(rows):
     return pl.DataFrame(rows, schema=COLS, orient="row")
 

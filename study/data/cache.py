@@ -2,8 +2,8 @@
 
 ``prepare(root, grid=...)`` returns a `Prepared` view of
 ``CACHE_ROOT/<dataset name>-<key>/`` where ``key`` hashes the data set fingerprint (dataset.json
-plus name, size, first and last MiB of every NIfTI file: content, not paths or mtimes, so a
-copy of the same data on another node finds/builds the same key) and the preprocessing
+plus name and content digest of every NIfTI file, see `_file_digest`: content, not paths or
+mtimes, so a copy of the same data on another node finds/builds the same key) and the preprocessing
 settings. Layout::
 
     meta.json                      settings, fingerprint, per-case geometry, scales (written last)
@@ -37,21 +37,27 @@ from study.data.splits import load_or_write_split
 from study.errors import DataError
 
 CACHE_VERSION = 1
-_HASH_CHUNK = 1 << 20
+_HASH_CHUNK = 1 << 16
 _fp_memo: dict[tuple, str] = {}
 
 
 def _file_digest(path: Path) -> str:
+    """Digest of one file's content. ``.gz``: size + first and last 64 KiB (the gzip trailer
+    holds a CRC32 of the whole uncompressed content, so any change of the voxels shows);
+    other files: the whole content. Memoised per process on (path, size, mtime)."""
     st = path.stat()
     memo_key = (str(path), st.st_size, st.st_mtime_ns)
     if memo_key in _fp_memo:
         return _fp_memo[memo_key]
     h = hashlib.sha256(str(st.st_size).encode())
     with open(path, "rb") as f:
-        h.update(f.read(_HASH_CHUNK))
-        if st.st_size > 2 * _HASH_CHUNK:
+        if path.name.endswith(".gz") and st.st_size > 2 * _HASH_CHUNK:
+            h.update(f.read(_HASH_CHUNK))
             f.seek(-_HASH_CHUNK, os.SEEK_END)
-        h.update(f.read())
+            h.update(f.read())
+        else:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
     _fp_memo[memo_key] = h.hexdigest()
     return _fp_memo[memo_key]
 
@@ -173,5 +179,7 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
     split = load_or_write_split(split_path, spec.case_ids, train_ids=spec.train_ids,
                                 test_ids=spec.test_ids, seed=seed, val_fraction=val_fraction,
                                 test_fraction=test_fraction, where=str(spec.root))
-    return Prepared(final, spec.root, split, split_path)
+    args = {"root": str(spec.root), "label": label, "grid": grid, "cache_root": cache_root,
+            "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    return Prepared(final, spec.root, split, split_path, args=args)
 

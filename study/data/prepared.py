@@ -2,7 +2,10 @@
 
 Pickling it is cheap (paths, split and the parsed meta.json); memory maps are dropped on
 pickling and reopened lazily on first use, so Ray can ship it to trial workers and many
-trials on one node share the page cache.
+trials on one node share the page cache. If the cache directory does not exist where it is
+unpickled (another node without a shared cache), the first array access finds or builds the
+same cache there with the original `prepare` arguments (`ensure_local`); the split travels
+with the object, so every node uses the head's split.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from study.errors import ConfigError
 class Prepared:
     """Preprocessed data set on the standard grid. Arrays are (X, Y, Z); images (C, X, Y, Z)."""
 
-    def __init__(self, cache_dir: Path, root: Path, split: dict, split_path: Path):
+    def __init__(self, cache_dir: Path, root: Path, split: dict, split_path: Path,
+                 args: dict | None = None):
         self.cache_dir = Path(cache_dir)
+        self._args = dict(args or {})
         self.root = Path(root)
         self.split = {k: list(v) for k, v in split.items()}
         self.split_path = Path(split_path)
@@ -114,9 +119,29 @@ class Prepared:
         except KeyError:
             raise KeyError(f"unknown case {case_id!r} in {self.cache_dir}") from None
 
+    def ensure_local(self) -> Path:
+        """Make sure the cache exists on this machine (find or build it); return its path."""
+        if not (self.cache_dir / "meta.json").is_file():
+            if not self._args:
+                raise FileNotFoundError(f"{self.cache_dir}: preprocessing cache missing")
+            from study.data.cache import prepare
+
+            args = dict(self._args, progress=False)
+            local = prepare(args.pop("root"), **args)
+            if local.fingerprint != self.fingerprint:
+                from study.errors import DataError
+
+                raise DataError(f"{self.root}: the data set on this machine differs from the one "
+                                f"prepared elsewhere (fingerprint {local.fingerprint} != "
+                                f"{self.fingerprint}); use identical data on every node")
+            self.cache_dir, self._mm = local.cache_dir, {}
+        return self.cache_dir
+
     def _open(self, rel: str) -> np.ndarray:
         mm = self._mm.get(rel)
         if mm is None:
+            if not self._mm:
+                self.ensure_local()
             mm = np.load(self.cache_dir / rel, mmap_mode="r")
             self._mm[rel] = mm
         return mm

@@ -206,3 +206,20 @@ def test_unknown_phase_is_a_config_error(prepared):
 
     with pytest.raises(ConfigError, match="'venous'.*arterial"):
         prepared.image(prepared.case_ids[0], ["venous"])
+
+
+def test_unpickled_on_a_node_without_the_cache_rebuilds_it(tiny_dataset_factory, tmp_path, write_nifti):
+    import pickle
+
+    root = tiny_dataset_factory(cases=4)
+    prep = prepare(root, grid=GRID, cache_root=tmp_path / "c", progress=False, seed=2)
+    before = prep.image("case_002")
+    blob = pickle.dumps(prep)
+    (tmp_path / "c").rename(tmp_path / "head_cache")  # this "node" has no cache
+    remote = pickle.loads(blob)
+    np.testing.assert_array_equal(remote.image("case_002"), before)
+    assert remote.split == prep.split and (remote.cache_dir / "meta.json").is_file()
+    shutil.rmtree(tmp_path / "c")
+    write_nifti(root / "imagesTr" / "case_000_0000.nii.gz", np.ones((16, 12, 8), np.float32))
+    with pytest.raises(DataError, match="differs from the one prepared elsewhere"):
+        pickle.loads(blob).mask("case_000")

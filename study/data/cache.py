@@ -33,8 +33,8 @@ import numpy as np
 from study.data import resample as rs
 from study.data.dataset import DatasetSpec, load_case, read_dataset, resolve_cache_root
 from study.data.prepared import Prepared
-from study.data.splits import load_or_write_split
-from study.errors import DataError
+from study.data.splits import load_or_write_split, make_split
+from study.errors import ConfigError
 
 CACHE_VERSION = 1
 _HASH_CHUNK = 1 << 16
@@ -163,8 +163,12 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
     """Preprocess a data set into the cache (once) and return a memory-mapped view of it."""
     grid = tuple(int(g) for g in grid)
     if len(grid) != 3 or min(grid) < 1:
-        raise DataError(f"grid must be three positive sizes (X, Y, Z), got {grid}")
+        raise ConfigError(f"grid must be three positive sizes (X, Y, Z), got {grid}")
     spec = read_dataset(root, label=label)
+    split_args = {"train_ids": spec.train_ids, "test_ids": spec.test_ids, "seed": seed,
+                  "val_fraction": val_fraction, "test_fraction": test_fraction,
+                  "where": str(spec.root)}
+    make_split(**split_args)  # fail on an impossible split before building anything
     fp = fingerprint(spec)
     settings = settings_for(spec, grid)
     croot = resolve_cache_root(cache_root)
@@ -176,9 +180,7 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
             if not final.exists():
                 _build(spec, fp, settings, final, progress)
     split_path = final / "splits" / f"seed{seed}_val{val_fraction:g}_test{test_fraction:g}.json"
-    split = load_or_write_split(split_path, spec.case_ids, train_ids=spec.train_ids,
-                                test_ids=spec.test_ids, seed=seed, val_fraction=val_fraction,
-                                test_fraction=test_fraction, where=str(spec.root))
+    split = load_or_write_split(split_path, spec.case_ids, **split_args)
     args = {"root": str(spec.root), "label": label, "grid": grid, "cache_root": cache_root,
             "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     return Prepared(final, spec.root, split, split_path, args=args)

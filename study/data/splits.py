@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.errors import DataError
+from study.errors import ConfigError, DataError
 from study.io import write_text_atomic
 
 
@@ -30,7 +30,7 @@ def make_split(train_ids: list[str], test_ids: list[str], *, seed: int = 0,
     """Seeded split of sorted case ids into disjoint train / val / test lists."""
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < frac < 1.0:
-            raise DataError(f"{name} must be between 0 and 1 (exclusive), got {frac}")
+            raise ConfigError(f"{name} must be between 0 and 1 (exclusive), got {frac}")
     rng = np.random.default_rng(seed)
     train = sorted(train_ids)
     if test_ids:

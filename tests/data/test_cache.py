@@ -199,6 +199,7 @@ def test_too_few_cases_to_split(tiny_dataset_factory, tmp_path):
     root = tiny_dataset_factory(cases=2)
     with pytest.raises(DataError, match="at least 3"):
         prepare(root, grid=GRID, cache_root=tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()  # checked before building anything
 
 
 def test_unknown_phase_is_a_config_error(prepared):

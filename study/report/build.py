@@ -50,8 +50,4 @@ def build_report(run_dirs: Sequence[str | os.PathLike] | str | os.PathLike,
     if isinstance(run_dirs, str | os.PathLike):
         run_dirs = [run_dirs]
     runs = load_runs(list(run_dirs))
-    path = write_text_atomic(Path(out_path), render(runs, max_cases=max_cases))
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)  # a report is for sharing: the usual file mode, not the temp file's 0600
-    return path
+    return write_text_atomic(Path(out_path), render(runs, max_cases=max_cases))

@@ -67,7 +67,8 @@ def dashboard_pythonpath() -> str | None:
     return None
 
 
-def loopback_config(template: dict, *, name: str, sshd, ports: dict, pythonpath: str) -> dict:
+def loopback_config(template: dict, *, name: str, sshd, ports: dict, pythonpath: str,
+                    cache: str) -> dict:
     """cluster.local.yaml with head 127.0.0.1 reached through the test sshd, no workers,
     everything (code, token, Ray's temp dir, results) under the sshd's temp dir, free
     ports instead of Ray's fixed defaults, and this machine's venv instead of a fresh one
@@ -84,7 +85,7 @@ def loopback_config(template: dict, *, name: str, sshd, ports: dict, pythonpath:
                           str(remote / "auth_token"): str(tmp / "auth_token")}
     cfg["setup_commands"] = [f"{VENV_BIN}/python -c 'import ray, torch, study'"]
     env = (f"export PATH={VENV_BIN}:$PATH RAY_AUTH_TOKEN_PATH={remote}/auth_token"
-           f" STUDY_CACHE={tmp}/cache" + (f" PYTHONPATH={pythonpath}" if pythonpath else ""))
+           f" STUDY_CACHE={cache}" + (f" PYTHONPATH={pythonpath}" if pythonpath else ""))
     head = cfg["head_start_ray_commands"]
     assert head[0] == "ray stop" and "--port=6379" in head[1]
     assert "STUDY_USE_GPU=1" in head[1]
@@ -114,10 +115,12 @@ def ray_env(token_path: Path, pythonpath: str) -> dict:
 
 
 def run(args: list[str], *, env: dict, timeout: float, log: Path) -> subprocess.CompletedProcess:
-    """Run a CLI in its own process group; on timeout kill that group and raise."""
+    """Run a CLI in its own process group; on timeout kill that group and raise.
+    Output is appended to `log`; the result's stdout holds this command's part."""
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(args)}\n")
         out.flush()
+        start = out.tell()
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -126,7 +129,9 @@ def run(args: list[str], *, env: dict, timeout: float, log: Path) -> subprocess.
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
-    return subprocess.CompletedProcess(args, rc)
+    with open(log) as f:
+        f.seek(start)
+        return subprocess.CompletedProcess(args, rc, stdout=f.read())
 
 
 def start_tunnel(cfg_path: Path, *, local: int, remote: int, env: dict, log: Path):

@@ -40,7 +40,7 @@ def _token(path: Path) -> str:
     return token
 
 
-def test_ray_up_job_submit_down_on_loopback(loopback_sshd, request):
+def test_ray_up_job_submit_down_on_loopback(loopback_sshd, small_phantom, request):
     pythonpath = lb.dashboard_pythonpath()
     if pythonpath is None:
         pytest.skip("ray[default] (dashboard + job server) is not installed: "
@@ -50,8 +50,9 @@ def test_ray_up_job_submit_down_on_loopback(loopback_sshd, request):
     name = f"study-loopback-{uuid.uuid4().hex[:8]}"
     token_path = sshd.tmp / "auth_token"
     _token(token_path)
+    cache = os.environ.get("STUDY_CACHE") or str(sshd.tmp / "cache")  # shared with the session
     cfg = lb.loopback_config(lb.load_template(), name=name, sshd=sshd, ports=ports,
-                             pythonpath=pythonpath)
+                             pythonpath=pythonpath, cache=cache)
     cfg_path = sshd.tmp / "cluster.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     log = sshd.tmp / "cli.log"
@@ -85,13 +86,24 @@ def test_ray_up_job_submit_down_on_loopback(loopback_sshd, request):
         assert _http_status(f"{address}/api/jobs/", token_path.read_text().strip()) == 200
 
         out = remote / "runs"
-        entry = _entrypoint(remote, out)
+        entry = _entrypoint(remote, out, small_phantom)
         r = lb.run([lb.RAY, "job", "submit", "--address", address,
                     "--submission-id", f"{name}-smoke", "--", "bash", "-c", entry],
                    env=env, timeout=400, log=log)
         timings["job_s"] = time.monotonic() - t1
         assert r.returncode == 0, log.read_text()[-6000:]
         _check_results(out)
+
+        # following a study: job logs through the tunnel, `ray status` on the head
+        r = lb.run([lb.RAY, "job", "logs", "--address", address, f"{name}-smoke"],
+                   env=env, timeout=60, log=log)
+        assert r.returncode == 0 and "== study loop: finished" in r.stdout, r.stdout[-2000:]
+        status = (f"export PATH={lb.VENV_BIN}:$PATH RAY_AUTH_MODE=token "
+                  f"RAY_AUTH_TOKEN_PATH={remote}/auth_token; "
+                  f"ray status --address 127.0.0.1:{ports['gcs']}")
+        r = lb.run([lb.RAY, "exec", str(cfg_path), status, "--no-config-cache"],
+                   env=env, timeout=60, log=log)
+        assert r.returncode == 0 and "Resources" in r.stdout, r.stdout[-2000:]
     finally:
         t2 = time.monotonic()
         lb.stop_group(tunnel)
@@ -119,10 +131,11 @@ def _http_status(url: str, token: str | None = None) -> int:
         return e.code
 
 
-def _entrypoint(remote: Path, out: Path) -> str:
+def _entrypoint(remote: Path, out: Path, data: Path) -> str:
     """What a user submits (docs/CLUSTER.md), with this machine's venv python."""
     return (f"cd {remote}/study && {lb.VENV_BIN}/python -m study.launch --space smoke "
-            f"--budget smoke --samples 2 --address auto --out {out} --name loop --no-report")
+            f"--budget smoke --samples 2 --data {data} --address auto --out {out} "
+            "--name loop --no-report")
 
 
 def _check_results(out: Path) -> None:

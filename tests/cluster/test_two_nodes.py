@@ -49,11 +49,13 @@ def two_nodes(monkeypatch, tmp_path_factory):
         cluster.shutdown()
 
 
-def _launch(address: str, out: Path, cache: Path, name: str) -> subprocess.CompletedProcess:
+def _launch(address: str, data: Path, out: Path, name: str) -> subprocess.CompletedProcess:
+    """The launcher as a user runs it; $STUDY_CACHE is the session's (tests/conftest.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(STUDY_CACHE=str(cache), RAY_USAGE_STATS_ENABLED="0")
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
     return subprocess.run(
         [sys.executable, "-m", "study.launch", "--space", "smoke", "--budget", "smoke",
+         "--data", str(data),
          "--samples", "2", "--address", address, "--out", str(out), "--name", name,
          "--no-report"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
@@ -73,12 +75,12 @@ def _trial_bundles(cluster) -> list[dict]:
     return [b for pg in table.values() for b in pg["bundles"].values()]
 
 
-def test_smoke_study_on_two_nodes(two_nodes, tmp_path):
+def test_smoke_study_on_two_nodes(two_nodes, small_phantom, tmp_path):
     from study.results import METRIC_SCHEMA, TRIAL_SCHEMA, read_metrics, read_trials
 
     cluster, names = two_nodes
     t0 = time.monotonic()
-    r = _launch(cluster.address, tmp_path / "runs", tmp_path / "cache", "two")
+    r = _launch(cluster.address, small_phantom, tmp_path / "runs", "two")
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     print(f"two-node smoke study: {took:.1f} s")

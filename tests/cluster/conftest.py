@@ -97,6 +97,16 @@ def _kill_namespace(unshare: subprocess.Popen) -> None:
 
 
 @pytest.fixture
+def ray_default_path() -> str:
+    """'' or a PYTHONPATH entry giving ray[default] (dashboard, job server); skips without."""
+    path = lb.dashboard_pythonpath()
+    if path is None:
+        pytest.skip("ray[default] (dashboard + job server) is not installed: "
+                    "pip install -e '.[cluster]' (or set STUDY_TEST_RAY_DEFAULT_DEPS)")
+    return path
+
+
+@pytest.fixture
 def loopback_sshd():
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("loopback ssh test needs root on Linux (PID namespace, root login)")

@@ -40,11 +40,9 @@ def _token(path: Path) -> str:
     return token
 
 
-def test_ray_up_job_submit_down_on_loopback(loopback_sshd, small_phantom, request):
-    pythonpath = lb.dashboard_pythonpath()
-    if pythonpath is None:
-        pytest.skip("ray[default] (dashboard + job server) is not installed: "
-                    "pip install 'ray[default]==2.60.0'")
+def test_ray_up_job_submit_down_on_loopback(ray_default_path, loopback_sshd, small_phantom,
+                                            request):
+    pythonpath = ray_default_path
     sshd = loopback_sshd
     ports = dict(zip(PORTS, lb.free_ports(len(PORTS)), strict=True))
     name = f"study-loopback-{uuid.uuid4().hex[:8]}"

@@ -68,6 +68,9 @@ def test_ray_up_job_submit_down_on_loopback(ray_default_path, loopback_sshd, sma
         # the code arrived through file_mounts, the token too
         remote = sshd.tmp / "remote"
         assert (remote / "study" / "cluster.local.yaml").is_file()
+        assert (remote / "study" / "study" / "launch.py").is_file()
+        for skipped in (".venv", ".git"):  # rsync_exclude / rsync_filter of the template
+            assert not (remote / "study" / skipped).exists(), skipped
         assert (remote / "auth_token").read_text() == token_path.read_text()
 
         # dashboard bound to 127.0.0.1 on the head, reached through `ray dashboard` (ssh -L)

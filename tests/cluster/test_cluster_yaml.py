@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -108,3 +109,20 @@ def test_local_layout():
     prepared = prepare_config(copy.deepcopy(cfg))
     node = prepared["available_node_types"]["local.cluster.node"]
     assert node["min_workers"] == node["max_workers"] == len(prov["worker_ips"])
+
+
+COMMAND_KEYS = ("initialization_commands", "setup_commands", "head_setup_commands",
+                "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_commands_are_valid_shell(name):
+    """Every command parses in bash (as Ray runs them: `bash --login -c -i '...'`)."""
+    cfg = _load(name)
+    cmds = [c for key in COMMAND_KEYS for c in cfg.get(key, [])]
+    assert cmds
+    for cmd in cmds:
+        r = subprocess.run(["bash", "-n", "-c", cmd], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, f"{name}: {cmd!r}: {r.stderr}"
+    bad = subprocess.run(["bash", "-n", "-c", "(echo unbalanced"], capture_output=True)
+    assert bad.returncode != 0  # the check can fail

@@ -98,7 +98,7 @@ def _main(argv=None) -> int:
             setattr(args, key, saved["args"].get(key))
     from study.tune.study import StudySettings, run_study
 
-    settings = StudySettings.from_args(args, run_dir)  # validates space, budget, counts
+    settings = StudySettings.from_args(args, run_dir, saved)  # validates space, budget, counts
     check_writable(run_dir.parent)
     return run_study(settings, saved=saved, init_ray=lambda: _init_ray(args.address, args.cpus))
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from study.errors import ConfigError
 from study.io import write_text_atomic
 from study.results import format_test_table, read_metrics, read_trials
 from study.tune.params import resolve_inputs
-from study.tune.space import Budget, SearchSpace, load_space
+from study.tune.space import Budget, SearchSpace, load_space, parse_space
 
 
 @dataclass
@@ -43,8 +44,13 @@ class StudySettings:
         return self.run_dir.name
 
     @classmethod
-    def from_args(cls, args, run_dir: Path) -> StudySettings:
-        space = load_space(args.space)
+    def from_args(cls, args, run_dir: Path, saved: dict | None = None) -> StudySettings:
+        if saved and (saved.get("space") or {}).get("yaml"):
+            # a resumed run uses the search space as it was when the run started
+            sp = saved["space"]
+            space = parse_space(yaml.safe_load(sp["yaml"]), Path(sp["path"]), sp["yaml"])
+        else:
+            space = load_space(args.space)
         budget = space.budget(args.budget)
         for key in ("samples", "max_concurrent", "cpus"):
             v = getattr(args, key, None)
@@ -63,17 +69,19 @@ class StudySettings:
                    report=not getattr(args, "no_report", False))
 
 
-def _check_sizes(archs: list[str], params: dict, budget: Budget, where: str) -> None:
+def _check_sizes(archs: list[str], params: dict, per_arch: dict, budget: Budget,
+                 where: str) -> None:
+    """Sizes every architecture can take: 2D grids / 3D patches multiples of 2**depth."""
     from study.models import MODELS
 
     for arch in archs:
         info = MODELS[arch]
         m = 2 ** info.default_depth
         if info.kind == "3d":
-            patch = params.get("patch")
-            patches = [patch.value] if patch is not None and patch.fixed else \
-                list(patch.args) if patch is not None else [[64, 64, 64]]
-            sizes, key = [s for p in patches for s in p], "params.patch"
+            patch = {**params, **per_arch.get(arch, {})}.get("patch")
+            patches = [[64, 64, 64]] if patch is None else [patch.value] if patch.fixed \
+                else list(patch.args)
+            sizes, key = [s for p in patches for s in p], "patch"
         else:
             sizes, key = list(budget.grid[:2]), f"budgets.{budget.name}.grid"
         if any(int(s) % m for s in sizes):
@@ -156,7 +164,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     params, per_arch = s.space.space_for(b)
     archs = [params["arch"].value] if params["arch"].fixed else list(params["arch"].args)
     _check_inputs(params, per_arch, prep.phases, where)
-    _check_sizes(archs, {**params}, b, where)
+    _check_sizes(archs, params, per_arch, b, where)
     meta = _meta(s, prep, data, phases, archs, saved)
     s.run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))

@@ -18,6 +18,7 @@ import optuna
 import ray
 from ray import tune
 
+from study.errors import UserError
 from study.results import ResultsStore, read_trials
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
@@ -26,6 +27,12 @@ from study.tune.searcher import BudgetAwareOptunaSearch, DefineByRun, fail_orpha
 from study.tune.trainable import study_trainable, trial_dirname
 
 METRIC, MODE = "val_dice", "max"
+
+
+class StudyInterrupted(UserError):
+    """The study stopped before every trial finished; ``--resume`` continues it."""
+
+    exit_code = 130
 DONE_MARKER = ".phase-done"
 
 
@@ -140,6 +147,11 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
             shutil.rmtree(plan.exp_dir)
         tuner = _new_tuner(plan, trainable)
     grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < plan.trials:
+        # Ctrl-C (Tune stops gracefully and saves its state) or Tune gave up
+        raise StudyInterrupted(
+            f"phase {plan.phase}: {grid.num_terminated + grid.num_errors} of {plan.trials} "
+            f"trials finished; continue with --resume --name {plan.study}")
     reconcile(plan, grid)
     fail_orphans(plan.optuna_url, plan.optuna_study)
     (plan.exp_dir / DONE_MARKER).write_text("done\n")

@@ -90,7 +90,7 @@ def test_failed_trials_are_recorded_and_the_study_finishes(ray_session, fake_spa
     assert [t.state for t in study.trials].count(State.FAIL) == errors
 
 
-def test_engine_smoke_study_writes_predictions(ray_session, small_phantom, tmp_path):
+def test_engine_smoke_study_writes_predictions(ray_session, small_phantom, tmp_path, capsys):
     import nibabel as nib
 
     assert _launch("smoke", small_phantom, tmp_path, "s", "--samples", "3") == 0
@@ -111,3 +111,9 @@ def test_engine_smoke_study_writes_predictions(ray_session, small_phantom, tmp_p
         assert (run / "best" / "arterial" / r["arch"] / "model.pt").is_file()
     assert m.filter((pl.col("split") == "val") & (pl.col("case") == "mean")
                     & (pl.col("metric") == "hd95")).height > 0
+    # the same trials in a plain engine loop, for the Ray overhead ratio
+    from study.tune.overhead import main as overhead
+
+    assert overhead([str(run)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("phase arterial: tuning wall") and float(line.split()[-1]) > 0

@@ -124,6 +124,15 @@ class ResultsStore:
             self._trials.clear()
 
 
+def drop_phase(run_dir: str | os.PathLike, study: str, phase: str) -> None:
+    """Remove a phase's rows (its Ray experiment is gone and it starts over)."""
+    run_dir = Path(run_dir)
+    keep = ~((pl.col("study") == study) & (pl.col("phase") == phase))
+    for name, reader in ((METRICS_FILE, read_metrics), (TRIALS_FILE, read_trials)):
+        if (run_dir / name).is_file():
+            write_parquet_atomic(reader(run_dir).filter(keep), run_dir / name)
+
+
 def best_trials(trials: pl.DataFrame) -> pl.DataFrame:
     """Budget-aware best trial per (phase, arch).
 

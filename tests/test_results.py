@@ -13,6 +13,7 @@ from study.results import (
     TRIAL_SCHEMA,
     ResultsStore,
     best_trials,
+    drop_phase,
     format_test_table,
     read_metrics,
     read_trials,
@@ -105,3 +106,14 @@ def test_format_test_table_layout():
     assert lines[1].split() == ["arterial", "hybrid", "precision", "1.0000", "0.5000", "0.7500"]
     assert lines[3].split() == ["arterial", "hybrid", "dice", "0.6667", "0.5000", "0.5833"]
     assert format_test_table(pl.DataFrame(schema=METRIC_SCHEMA)) == "(no test results)"
+
+
+def test_drop_phase_keeps_other_phases(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.add_metrics([_m("a", 10, "c", "dice", 0.1), _m("b", 10, "c", "dice", 0.2, phase="portal")])
+    store.add_trial(_t("a", 10, 0.1))
+    store.add_trial(_t("b", 10, 0.2, phase="portal"))
+    store.flush()
+    drop_phase(tmp_path, "s", "arterial")
+    assert read_metrics(tmp_path)["trial"].to_list() == ["b"]
+    assert read_trials(tmp_path)["trial"].to_list() == ["b"]

@@ -19,7 +19,7 @@ import ray
 from ray import tune
 
 from study.errors import UserError
-from study.results import ResultsStore, read_trials
+from study.results import ResultsStore, drop_phase, read_trials
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
 from study.tune.scheduler import ResumableASHA
@@ -145,6 +145,7 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
     else:
         if plan.exp_dir.exists():  # killed before Ray saved any state: start the phase over
             shutil.rmtree(plan.exp_dir)
+            drop_phase(plan.run_dir, plan.study, plan.phase)
         tuner = _new_tuner(plan, trainable)
     grid = tuner.fit()
     if grid.num_terminated + grid.num_errors < plan.trials:

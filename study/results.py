@@ -10,7 +10,7 @@ whole-volume metrics of the best trial per (phase, arch) on each test case.
 max_budget, status (TERMINATED = full budget, STOPPED = stopped early by ASHA, ERROR),
 stop_reason, best_val_dice (max over its evaluations), wall_s; extensions: final_val_dice
 (value at the budget reached: what budget-aware selection compares), checkpoint (path of
-its latest checkpoint).
+its latest checkpoint), node (hostname/ip of the node that ran it last).
 
 Appending across resumes never duplicates: metrics dedupe on (study, trial, iteration,
 split, case, metric), trials on (study, trial); the last write wins.
@@ -36,8 +36,9 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String, "trial": pl.String, "arch": pl.String, "phase": pl.String,
     "config": pl.String, "budget": pl.Int64, "max_budget": pl.Int64, "status": pl.String,
     "stop_reason": pl.String, "best_val_dice": pl.Float64, "wall_s": pl.Float64,
-    "final_val_dice": pl.Float64, "checkpoint": pl.String,
+    "final_val_dice": pl.Float64, "checkpoint": pl.String, "node": pl.String,
 }
+OPTIONAL = {"final_val_dice", "checkpoint", "node"}  # extension columns rows may omit
 METRIC_KEY = ["study", "trial", "iteration", "split", "case", "metric"]
 TRIAL_KEY = ["study", "trial"]
 STATUSES = ("TERMINATED", "STOPPED", "ERROR")
@@ -48,8 +49,7 @@ def _frame(rows: Iterable[dict], schema: dict[str, pl.DataType]) -> pl.DataFrame
     rows = list(rows)
     if not rows:
         return pl.DataFrame(schema=schema)
-    missing = sorted({k for r in rows for k in schema if k not in r} - {"final_val_dice",
-                                                                         "checkpoint"})
+    missing = sorted({k for r in rows for k in schema if k not in r} - OPTIONAL)
     if missing:
         raise ValueError(f"result rows lack column(s) {', '.join(missing)}")
     return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema,

@@ -73,6 +73,7 @@ def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict
         "best_val_dice": best if best is not None else final,
         "wall_s": float(last.get("time_total_s") or 0.0), "final_val_dice": final,
         "checkpoint": checkpoint,
+        "node": "/".join(str(last[k]) for k in ("hostname", "node_ip") if last.get(k)) or None,
     }
 
 

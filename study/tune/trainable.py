@@ -12,6 +12,7 @@ resumes from ``ray.tune.get_checkpoint()``.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -95,6 +96,8 @@ def _finished(checkpoint) -> bool:
 
 def study_trainable(config: dict, run: dict) -> None:
     """Function trainable (must live in the package so Ray workers can import it)."""
+    # one "Checkpoint successfully created" line per evaluation drowns the progress table
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     kw = trial_kwargs(config, run, trial_index(ctx.get_trial_dir()))

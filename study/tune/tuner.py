@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import ray
 from ray import tune
 
 from study.errors import UserError
 from study.results import ResultsStore, drop_phase, read_trials
+from study.tune.cluster import gpu_requested
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
 from study.tune.scheduler import ResumableASHA
@@ -84,13 +84,10 @@ class Resources:
         return tune.PlacementGroupFactory([bundle])
 
 
-def cluster_has_gpu() -> bool:
-    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
-
-
 def make_trainable(plan: PhasePlan):
     bound = tune.with_parameters(study_trainable, run=plan.run)
-    return tune.with_resources(bound, Resources(plan.resources, cluster_has_gpu()))
+    # $STUDY_USE_GPU, else whether the cluster has a GPU now (autoscaling: see cluster.py)
+    return tune.with_resources(bound, Resources(plan.resources, gpu_requested()))
 
 
 def _new_tuner(plan: PhasePlan, trainable) -> tune.Tuner:

@@ -4,7 +4,7 @@
   prove a failed command left no file behind.
 * ``run_module(module, *args, env=None, timeout=...)``: ``python -m module args`` in a
   subprocess (repository root as cwd) -> ``CompletedProcess`` with text output.
-* ``fault_space(name, **kw)``: write a fake-trainable search space YAML, return its path.
+* ``fault_space(path, **kw)``: write a fake-trainable search space YAML, return its path.
 * ``fault_env(plan, log)``: environment for a subprocess whose trials (and their Ray
   workers) meet the faults of ``plan`` (see ``injector/sitecustomize.py``).
 """
@@ -42,7 +42,7 @@ def _base_env(extra: dict | None = None) -> dict:
     return env
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_module():
     def run(module: str, *args, env: dict | None = None, timeout: float = 240,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -53,7 +53,7 @@ def run_module():
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fault_env():
     def make(plan: dict[int, str], log: Path | None = None) -> dict:
         env = {"STUDY_FAULTS": json.dumps({str(k): v for k, v in plan.items()}),
@@ -66,31 +66,32 @@ def fault_env():
     return make
 
 
-@pytest.fixture
-def fault_space(tmp_path):
-    """``make(name, *, trials, iterations, eval_every, grace, max_concurrent, fake, lr,
-    max_failures) -> Path`` of a fake-trainable search space (one phase, arterial)."""
+def write_space(path: Path, *, trials: int = 4, iterations: int = 30, eval_every: int = 10,
+                grace: int = 30, max_concurrent: int = 2, fake: dict | None = None,
+                lr=(1.0e-4, 1.0e-2), max_failures: int = 0) -> Path:
+    import yaml
 
-    def make(name: str = "faults", *, trials: int = 4, iterations: int = 30,
-             eval_every: int = 10, grace: int = 30, max_concurrent: int = 2,
-             fake: dict | None = None, lr=(1.0e-4, 1.0e-2), max_failures: int = 0) -> Path:
-        import yaml
+    space = {
+        "description": f"fault suite space {Path(path).stem}",
+        "trainable": "fake",
+        "seed": 0,
+        "max_failures": max_failures,
+        "params": {"arch": "hybrid", "lr": {"loguniform": list(lr)}},
+        "resources": {"default": {"cpu": 1, "gpu": 0}},
+        "fake": fake or {},
+        "budgets": {"smoke": {"iterations": iterations, "eval_every": eval_every,
+                              "grid": [32, 32, 8], "trials": trials,
+                              "max_concurrent": max_concurrent, "grace_period": grace,
+                              "reduction_factor": 2, "phases": ["arterial"]}},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(space), encoding="utf-8")
+    return path
 
-        space = {
-            "description": f"fault suite space {name}",
-            "trainable": "fake",
-            "seed": 0,
-            "max_failures": max_failures,
-            "params": {"arch": "hybrid", "lr": {"loguniform": list(lr)}},
-            "resources": {"default": {"cpu": 1, "gpu": 0}},
-            "fake": fake or {},
-            "budgets": {"smoke": {"iterations": iterations, "eval_every": eval_every,
-                                  "grid": [32, 32, 8], "trials": trials,
-                                  "max_concurrent": max_concurrent, "grace_period": grace,
-                                  "reduction_factor": 2, "phases": ["arterial"]}},
-        }
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(space), encoding="utf-8")
-        return path
 
-    return make
+@pytest.fixture(scope="session")
+def fault_space():
+    """``make(path, *, trials, iterations, eval_every, grace, max_concurrent, fake, lr,
+    max_failures) -> path`` of a fake-trainable search space (one phase, arterial)."""
+    return write_space

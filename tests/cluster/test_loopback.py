@@ -133,7 +133,7 @@ def _entrypoint(remote: Path, out: Path, data: Path) -> str:
     """What a user submits (docs/CLUSTER.md), with this machine's venv python."""
     return (f"cd {remote}/study && {lb.VENV_BIN}/python -m study.launch --space smoke "
             f"--budget smoke --samples 2 --data {data} --address auto --out {out} "
-            "--name loop --no-report")
+            "--name loop")
 
 
 def _check_results(out: Path) -> None:
@@ -150,5 +150,6 @@ def _check_results(out: Path) -> None:
     assert metrics.filter(pl.col("split") == "test").height > 0
     meta = json.loads((run / "study.json").read_text())
     assert meta["name"] == "loop"
+    assert "<html" in (run / "report.html").read_text()[:2000].lower()
     # the driver ran from the synced copy of the code, not from this checkout
     assert meta["args"]["space"] == str(out.parent / "study" / "search_spaces" / "smoke.yaml")

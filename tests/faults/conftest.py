@@ -68,7 +68,7 @@ def fault_env():
 
 def write_space(path: Path, *, trials: int = 4, iterations: int = 30, eval_every: int = 10,
                 grace: int = 30, max_concurrent: int = 2, fake: dict | None = None,
-                lr=(1.0e-4, 1.0e-2), max_failures: int = 0) -> Path:
+                lr=(1.0e-4, 1.0e-2), max_failures: int = 0, phases=("arterial",)) -> Path:
     import yaml
 
     space = {
@@ -82,7 +82,7 @@ def write_space(path: Path, *, trials: int = 4, iterations: int = 30, eval_every
         "budgets": {"smoke": {"iterations": iterations, "eval_every": eval_every,
                               "grid": [32, 32, 8], "trials": trials,
                               "max_concurrent": max_concurrent, "grace_period": grace,
-                              "reduction_factor": 2, "phases": ["arterial"]}},
+                              "reduction_factor": 2, "phases": list(phases)}},
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,5 +93,5 @@ def write_space(path: Path, *, trials: int = 4, iterations: int = 30, eval_every
 @pytest.fixture(scope="session")
 def fault_space():
     """``make(path, *, trials, iterations, eval_every, grace, max_concurrent, fake, lr,
-    max_failures) -> path`` of a fake-trainable search space (one phase, arterial)."""
+    max_failures, phases=("arterial",)) -> path`` of a fake-trainable search space."""
     return write_space

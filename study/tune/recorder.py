@@ -91,36 +91,43 @@ class Recorder(tune.Callback):
                 "arch": str(trial.config.get("arch")), "phase": self.phase,
                 "iteration": int(iteration)}
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        it = result.get("iteration")
-        if it is None:
-            return
+    def _rows(self, trial, it: int, scalars: dict, per_case: list[dict]) -> list[dict]:
+        """Per-case rows, their means (``case "mean"``) and the train loss of one evaluation."""
         base = self._base(trial, it)
-        rows = [{**base, "split": split, "case": "mean", "metric": metric, "value": v}
-                for key, (split, metric) in MEAN_METRICS.items()
-                if (v := _finite(result.get(key))) is not None]
-        if "_rows_json" in result:  # evaluation without checkpoint: rows came in the result
-            rows += [{**base, "split": "val", **r} for r in json.loads(result["_rows_json"])]
-        self.store.add_metrics(rows)
-        self._maybe_flush()
+        rows = [{**base, "split": "val", "case": str(r["case"]), "metric": str(r["metric"]),
+                 "value": _finite(r["value"])} for r in per_case]
+        rows += _means(base, rows, skip=set())
+        have = {(r["split"], r["metric"]) for r in rows}
+        rows += [{**base, "split": split, "case": "mean", "metric": metric, "value": v}
+                 for key, (split, metric) in MEAN_METRICS.items()
+                 if (split, metric) not in have and (v := _finite(scalars.get(key))) is not None]
+        return rows
 
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        path = Path(checkpoint.path) / ROWS_FILE
+    def _ingest(self, trial, checkpoint_path: str) -> None:
+        """Rows of the evaluation stored with a checkpoint (``rows.json``); then flush."""
+        path = Path(checkpoint_path) / ROWS_FILE
         if not path.is_file():
             return
         data = json.loads(path.read_text(encoding="utf-8"))
-        state = path.parent / "state.json"
-        it = data.get("iteration") if isinstance(data, dict) else None
-        rows = data["rows"] if isinstance(data, dict) else data
-        if it is None:
-            it = (trial.last_result or {}).get("iteration")
-            if it is None and state.is_file():
-                it = json.loads(state.read_text()).get("iteration")
-        base = self._base(trial, it or 0)
-        rows = [{**base, "split": "val", "case": str(r["case"]), "metric": str(r["metric"]),
-                 "value": _finite(r["value"])} for r in rows]
-        self.store.add_metrics(rows)
-        self.store.add_metrics(_means(base, rows, skip={m for _, m in MEAN_METRICS.values()}))
+        self.store.add_metrics(self._rows(trial, int(data["iteration"]),
+                                          data.get("scalars") or {}, data.get("rows") or []))
+        self.flush()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "_rows_json" in result and result.get("iteration") is not None:
+            # an evaluation without checkpoint: its rows came in the result
+            self.store.add_metrics(self._rows(trial, int(result["iteration"]), result,
+                                              json.loads(result["_rows_json"])))
+            self._maybe_flush()
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self._ingest(trial, checkpoint.path)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        # a trial resumed after a driver restart: its last evaluation may never have been
+        # written by the driver that died (the rows are idempotent: dedupe on the key)
+        if trial.checkpoint is not None:
+            self._ingest(trial, trial.checkpoint.path)
 
     def _trial(self, trial, error: str | None) -> None:
         best = None

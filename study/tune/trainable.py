@@ -70,7 +70,8 @@ def make_reporter():
             tune.report(scalars)
             return
         (Path(checkpoint_dir) / ROWS_FILE).write_text(
-            json.dumps({"iteration": int(iteration), "rows": rows}), encoding="utf-8")
+            json.dumps({"iteration": int(iteration), "rows": rows, "scalars": scalars}),
+            encoding="utf-8")
         tune.report(scalars, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
     return on_report

@@ -53,7 +53,7 @@ def test_all_space_searches_arch_with_conditional_params():
         assert all(k.startswith(cfg["arch"] + ".") for k in per)
         study.tell(trial, 0.0)
     assert set(seen) == set(space.archs)
-    assert seen["unet3d"]["patch"] == [16, 16, 16] and seen["unet3d"]["base_channels"] == 2
+    assert seen["unet3d"]["patch"] == [32, 32, 16] and seen["unet3d"]["base_channels"] == 2
     assert "patch" not in seen["hybrid"] and seen["hybrid"]["base_channels"] == 4
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "StopTraining",
     "NonFiniteLoss",
     "train",
+    "preflight",
     "evaluate",
     "load_model",
     "summarise",
@@ -179,8 +180,20 @@ class _LossLog:
         return mean
 
 
-def _check_sizes(model, kind: str, config: TrainConfig, grid) -> None:
-    m = int(getattr(model, "size_multiple", 1))
+def preflight(config: TrainConfig, prep) -> torch.device:
+    """Every check `train` makes before training, without building anything: the config
+    against the data (phases), the device, and the patch/grid sizes against the
+    architecture. Raises ConfigError; returns the device training would use."""
+    from .models import model_info
+
+    config.check(phases_available=list(prep.phases))
+    dev = resolve_device(config.device)
+    info = model_info(config.arch)
+    _check_sizes(2**info.default_depth, info.kind, config, prep.grid)
+    return dev
+
+
+def _check_sizes(m: int, kind: str, config: TrainConfig, grid) -> None:
     sizes = config.patch if kind == "3d" else tuple(grid)[:2]
     key = "patch" if kind == "3d" else "grid (X, Y)"
     if any(int(s) % m for s in sizes):
@@ -212,15 +225,14 @@ def train(
     from .losses import LossSchedule
     from .models import build_model, model_kind
 
-    config.check(phases_available=list(prep.phases))
+    dev = preflight(config, prep)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(config.device)
     kind = model_kind(config.arch)
 
     seed_everything(config.seed)
     model = build_model(config.arch, len(config.phases), config.base_channels)
-    _check_sizes(model, kind, config, prep.grid)
+    _check_sizes(int(getattr(model, "size_multiple", 1)), kind, config, prep.grid)
     model.to(dev)
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last_3d if kind == "3d" else torch.channels_last)

@@ -17,6 +17,7 @@ Writes into ``--out``:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,24 @@ def _config(args, prep):
     return cfg.check(phases_available=list(prep.phases))
 
 
+def _check_out(out: Path, force: bool) -> None:
+    """--out must be a new or empty folder (or --force) in a writable place."""
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out {out}: is a file, not a folder; choose a new folder")
+        if any(out.iterdir()) and not force:
+            raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder "
+                              "or pass --force")
+    parent = out if out.exists() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, so the folder cannot be created; "
+                          "choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {parent} is not writable; choose a writable folder")
+
+
 def _write_parquet(rows: list[dict], path: Path) -> None:
     import polars as pl
 
@@ -144,12 +163,11 @@ def _table(test_rows: list[dict]) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.force)):
-        raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder or --force")
+    _check_out(out, args.force)
 
     from .checkpoint import load_model
     from .data import prepare
-    from .engine import copy_checkpoint, evaluate, train
+    from .engine import copy_checkpoint, evaluate, preflight, train
     from .inference import write_prediction_nifti
     from .io import write_text_atomic
 
@@ -164,8 +182,13 @@ def main(argv=None) -> int:
         kwargs["grid"] = tuple(args.grid)
     prep = prepare(data, progress=True, **kwargs)
     cfg = _config(args, prep)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.json", cfg.to_json())
+    preflight(cfg, prep)  # every check before anything is written
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "config.json", cfg.to_json())
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc}); "
+                          "choose a writable folder") from None
     phase = "+".join(cfg.phases)
     base = {"arch": cfg.arch, "phase": phase}
     rows: list[dict] = []

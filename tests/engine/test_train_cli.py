@@ -56,6 +56,10 @@ def test_cli_user_errors_exit_2(small_phantom, tmp_path, capsys):
     assert run_cli(main, [*args, str(tmp_path / "c"), "--arch", "unet3d",
                           "--patch", "24", "16", "16"]) == 2
     assert "multiple of 16" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # checked before anything is written
+    (tmp_path / "file").write_text("x")
+    assert run_cli(main, [*args, str(tmp_path / "file" / "out")]) == 2
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_cli_bad_arguments_exit_2(tmp_path):

@@ -11,7 +11,8 @@ the next one is taken from there).
 
 After every kill: the result tables still read (atomic writes), hold each trial at most
 once, and keep every trial recorded before the kill unchanged. At the end: every trial of
-both phases exactly once in the parquet and in the Optuna storage (no RUNNING leftovers),
+both phases exactly once in the parquet and once as COMPLETE/PRUNED in the Optuna storage
+(no RUNNING leftovers; a trial asked for just before a kill and never run is FAIL),
 no validation row twice, and no trial that had finished before a kill started again.
 (tests/tune/test_resume.py covers one kill point; this covers several in a row.)
 """
@@ -33,6 +34,7 @@ import pytest
 from study.results import METRIC_KEY, read_metrics, read_trials
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+State = optuna.trial.TrialState
 TRIALS = 4
 PHASES = ("arterial", "portal")
 
@@ -95,6 +97,12 @@ RESTORE_BUG = ("known bug (reported to the tune layer): a driver killed while Ra
                "its experiment state leaves an empty searcher-state-*.pkl; every later "
                "--resume then fails to restore that phase ('Failed to restore the run state', "
                "EOFError) and exits 130 although all its trials are recorded")
+
+
+LOST_CHECKPOINT_BUG = ("known bug (reported to the tune layer): a trial running when the "
+                       "driver is killed can come back as ERROR 'Could not recover from "
+                       "checkpoint as it does not exist on storage anymore' (checkpoint "
+                       "num_to_keep=1 deleted the one the last experiment snapshot names)")
 
 
 def _check_finished(rc: int, log_path: Path) -> None:
@@ -161,13 +169,13 @@ def test_sigkill_at_several_points_then_resume(small_phantom, fault_space, tmp_p
             rc = _popen(resume, log).wait(timeout=300)
         _check_finished(rc, tmp_path / "final.log")
         outcomes["final resume"] = "finished"
-    assert list(outcomes.values()).count("killed") >= 3, outcomes  # several real kill points
+    kills = list(outcomes.values()).count("killed")
+    assert kills >= 3, outcomes  # several real kill points
 
     # ---- the end state
     trials = read_trials(run)
     assert trials.height == TRIALS * len(PHASES) and trials["trial"].n_unique() == trials.height
     assert sorted(set(trials["phase"])) == sorted(PHASES)
-    assert set(trials["status"]) <= {"TERMINATED", "STOPPED"}
     for tid, row in known.items():  # nothing recorded was lost or changed
         r = trials.filter(pl.col("trial") == tid).row(0, named=True)
         assert {k: r[k] for k in keys} == {k: row[k] for k in keys}
@@ -176,13 +184,34 @@ def test_sigkill_at_several_points_then_resume(small_phantom, fault_space, tmp_p
     for recorded, n_log in checkpoints:
         again = {tid for tid, _ in log[n_log:]} & recorded
         assert not again, f"finished trial(s) {again} were run again after a resume"
+    # a trial still running at a kill must resume, not fail
+    errors = trials.filter(pl.col("status") == "ERROR")
+    known_bugs = []
+    for r in errors.iter_rows(named=True):
+        if "does not exist on storage anymore" in r["stop_reason"]:
+            known_bugs.append(LOST_CHECKPOINT_BUG)
+        else:
+            raise AssertionError(f"trial {r['trial']} failed after a resume: {r['stop_reason']}")
     m = read_metrics(run)
     assert m.select(METRIC_KEY).is_duplicated().sum() == 0
     for phase in PHASES:
         study = optuna.load_study(study_name=f"k-{phase}", storage=f"sqlite:///{run}/optuna.db")
         states = [t.state for t in study.trials]
-        assert len(states) == TRIALS, (phase, states)
-        assert optuna.trial.TrialState.RUNNING not in states
+        rows = trials.filter(pl.col("phase") == phase)
+
+        def n(status, rows=rows):
+            return rows.filter(pl.col("status") == status).height
+
+        # every finished trial once: COMPLETE = full budget, PRUNED = stopped by ASHA
+        assert states.count(State.COMPLETE) == n("TERMINATED"), (phase, states)
+        assert states.count(State.PRUNED) == n("STOPPED"), (phase, states)
+        assert State.RUNNING not in states
+        # the rest are FAIL: failed trials, and Optuna trials asked for just before a kill
+        # and never run (marked FAIL on resume; at most one per concurrent slot and kill)
+        assert states.count(State.FAIL) == len(states) - n("TERMINATED") - n("STOPPED")
+        assert 0 <= states.count(State.FAIL) - n("ERROR") <= 2 * kills, (phase, states)
     meta = json.loads((run / "study.json").read_text())
     assert meta["finished"] and meta["resumes"] == len(outcomes) - 1
     print("kill points:", outcomes)
+    if known_bugs:
+        pytest.xfail("; ".join(sorted(set(known_bugs))))

@@ -172,9 +172,8 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
         f"eval every {b.eval_every}, grid {list(b.grid)}), {s.trials} trial(s) per phase, "
         f"phases {', '.join(phases)}, run directory {s.run_dir}")
 
-    init_ray()
     from study.tune.final import evaluate_best
-    from study.tune.tuner import PhasePlan, run_phase
+    from study.tune.tuner import PhasePlan, phase_done, run_phase
 
     resources = {a: s.space.resources_for(a) for a in archs}
     run_common = {"trainable": s.space.trainable, "fake": s.space.fake,
@@ -183,22 +182,28 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
                   "label": s.label, "grid": list(b.grid), "data_seed": s.seed,
                   "cache_root": str(resolve_cache_root(None)),
                   "val_cases": list(prep.split["val"])}
-    tune_s = {}
+    tune_s = dict((saved or {}).get("tune_s") or {})  # tuning wall time per phase, summed
     for phase in phases:
-        t = time.time()
-        run_phase(PhasePlan(
+        plan = PhasePlan(
             study=s.name, phase=phase, run_dir=s.run_dir, params=params, per_arch=per_arch,
             resources=resources, run={**run_common, "phase": phase}, iterations=b.iterations,
             trials=s.trials, max_concurrent=s.max_concurrent, grace_period=b.grace_period,
             reduction_factor=b.reduction_factor, seed=s.seed, max_failures=s.space.max_failures,
-            resume=saved is not None))
-        tune_s[phase] = time.time() - t
+            resume=saved is not None)
+        if plan.resume and phase_done(plan):
+            continue
+        init_ray()
+        t = time.time()
+        run_phase(plan)
+        tune_s[phase] = round(float(tune_s.get(phase, 0.0)) + time.time() - t, 1)
+        meta["tune_s"] = tune_s
+        write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
     evaluate_best(s.run_dir, s.name, prep, list(prep.split["test"]),
                   trainable=s.space.trainable, fake_options=s.space.fake, log=log)
     wall = time.time() - t0
     meta.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 wall_s=round(wall + float((saved or {}).get("wall_s") or 0.0), 1),
-                tune_s={k: round(v, 1) for k, v in tune_s.items()})
+                tune_s=tune_s)
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
     log(closing_note(s, wall, tune_s))
     log(_report(s) if s.report else "report: skipped (--no-report)")
@@ -217,7 +222,7 @@ def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str
         inside = float(t["wall_s"].sum() or 0.0)
         line = (f"phase {phase}: {t.height} trial(s): {count['TERMINATED']} full budget, "
                 f"{count['STOPPED']} stopped by ASHA, {count['ERROR']} failed")
-        if phase in tune_s and inside > 0:
+        if tune_s.get(phase) and inside > 0:
             slots = max(1, min(s.max_concurrent, t.height))
             line += (f"; tuning wall {tune_s[phase]:.0f} s vs {inside:.0f} s of training "
                      f"inside trials ({slots} slot(s)): Ray overhead x"

@@ -234,8 +234,11 @@ def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str
         lines.append(f"best {r['phase']}/{r['arch']}: trial {r['trial']} val_dice "
                      f"{r['final_val_dice'] if r['final_val_dice'] is not None else float('nan'):.4f}"
                      f" at {r['budget']} iterations (highest rung reached); config {r['config']}")
-    metrics = read_metrics(s.run_dir).filter(pl.col("study") == s.name)
-    lines += ["", "test set, per case (whole volume):", format_test_table(metrics)]
+    chosen = best_trials(trials)["trial"].to_list()
+    metrics = read_metrics(s.run_dir).filter((pl.col("study") == s.name)
+                                             & pl.col("trial").is_in(chosen))
+    lines += ["", "test set, per case (whole volume, best trial per phase and "
+              "architecture):", format_test_table(metrics)]
     return "\n".join(lines)
 
 

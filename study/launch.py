@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default: SPACE-BUDGET-TIMESTAMP)")
     p.add_argument("--out", default="runs", help="parent folder of run directories")
     p.add_argument("--resume", action="store_true", help="continue the run --name")
-    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster)")
+    p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; "
+                   "default: a local Ray instance)")
     p.add_argument("--seed", type=int, help="study seed (default: the space's)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: budget's)")
     p.add_argument("--cpus", type=int, help="CPUs for a local Ray instance (default: all)")
@@ -72,7 +73,13 @@ def resolve_run(args) -> tuple[Path, dict | None]:
         if not meta_path.is_file():
             raise ConfigError(f"--resume: no run {name!r} in {out} (no {meta_path}); start it "
                               f"without --resume, or check --name and --out")
-        return run_dir, json.loads(meta_path.read_text(encoding="utf-8"))
+        try:
+            saved = json.loads(meta_path.read_text(encoding="utf-8"))
+            saved["args"]["space"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"--resume: {meta_path} is not a study.json written by "
+                              f"study.launch ({exc!r}); start a new run instead") from None
+        return run_dir, saved
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run {name!r} already exists in {out}; continue it with --resume, "
                           f"pick another --name, or delete {run_dir}")
@@ -84,7 +91,7 @@ def _init_ray(address: str | None, cpus: int | None) -> None:
 
     if ray.is_initialized():
         return
-    if address:
+    if address and address.lower() not in ("none", "local"):
         ray.init(address=address, log_to_driver=True)
     else:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)

@@ -44,6 +44,10 @@ def test_run_names_resume_and_output_folder(tmp_path, capsys):
     assert "--resume: no run 'ghost'" in _err(capsys)
     assert main(["--out", str(tmp_path), "--resume"]) == 2
     assert "--resume needs --name" in _err(capsys)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "study.json").write_text("{not json")
+    assert main(["--name", "broken", "--out", str(tmp_path), "--resume"]) == 2
+    assert "is not a study.json written by study.launch" in _err(capsys)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["--name", "n", "--out", str(blocker / "runs")]) == 2

@@ -139,13 +139,14 @@ class Recorder(tune.Callback):
             study=self.study, phase=self.phase, trial_id=trial.trial_id, config=trial.config,
             last=trial.last_result, max_budget=self.max_budget, best=best,
             checkpoint=ckpt.path if ckpt is not None else None, error=error)
-        self.store.add_trial(row)
-        self.flush()
         if ckpt is not None and error is None and Path(ckpt.path).is_dir():
             # if the driver dies before Ray's next experiment snapshot, a restore would
             # resume this trial from this checkpoint: the marker makes it end at once
+            # (written before the row, so a recorded trial always has its marker)
             write_text_atomic(Path(ckpt.path) / FINISHED_FILE,
                               json.dumps({"status": row["status"], "budget": row["budget"]}))
+        self.store.add_trial(row)
+        self.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._trial(trial, None)

@@ -83,6 +83,6 @@ def test_unet2d_learns_the_phantom(prepared, tmp_path):
     from study.engine import TrainConfig, train
 
     cfg = TrainConfig(arch="unet2d", phases=("arterial",), base_channels=16, lr=3e-3,
-                      iterations=200, eval_every=100, batch_size=4, seed=0)
+                      iterations=200, eval_every=200, batch_size=4, seed=0)
     res = train(cfg, prepared, None, workdir=tmp_path)
     assert res["best_val_dice"] > 0.1

@@ -143,6 +143,7 @@ def _meta(s: StudySettings, prep, data: Path, phases: list[str], archs: list[str
         "started": (saved or {}).get("started")
         or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "finished": None, "resumes": int((saved or {}).get("resumes", -1)) + 1,
+        "wall_s": (saved or {}).get("wall_s"), "tune_s": dict((saved or {}).get("tune_s") or {}),
     }
 
 

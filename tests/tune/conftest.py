@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-SPACES = Path(__file__).parent / "spaces"
-
 
 @pytest.fixture(scope="session")
 def ray_session(study_cache):
@@ -24,7 +22,7 @@ def ray_session(study_cache):
 
 @pytest.fixture
 def fake_space(tmp_path):
-    """Write a fake-trainable search space with ``overrides`` merged into ``fake:``."""
+    """Write a fake-trainable search space (``fake:`` options, budget ``smoke``)."""
 
     def make(name: str = "fake", *, fake: dict | None = None, trials: int = 6,
              iterations: int = 40, eval_every: int = 10, grace: int = 10,

@@ -2,7 +2,8 @@
 ÷ the same K configurations trained by `study.engine.train` in a plain loop.
 
 A generated search space (hybrid, base 8, batch 2, ``--iterations`` updates with 4
-evaluations, grid ``--grid``; ASHA's grace period = the budget, so nothing is stopped early)
+evaluations (default: calibrated on this machine now so a plain trial takes
+``--trial-seconds``, 20 s), grid ``--grid``; ASHA's grace period = the budget, so nothing is stopped early)
 runs through ``python -m study.launch`` in-process with ``--max-concurrent 1`` and 2 CPUs
 per trial. Its Tune time is ``study.json``'s ``tune_s`` (the phase's ``Tuner.fit`` with
 trial start-up, reporting, checkpoints, the results recorder); ``ray.init`` is timed
@@ -15,7 +16,7 @@ Ray starts trial workers at nice 15 (``RAY_worker_niceness``): on a machine shar
 other work they get the CPU last, while the plain loop runs at nice 0. ``--niceness 0``
 measures Ray's own overhead without that effect (results in ``ray_overhead_nice0.json``).
 
-    .venv/bin/python -m benchmarks.ray_overhead [--trials 3] [--iterations 120] [--reps 2]
+    .venv/bin/python -m benchmarks.ray_overhead [--trials 3] [--trial-seconds 20] [--reps 2]
 """
 
 from __future__ import annotations
@@ -117,10 +118,27 @@ def _plain_child(spec_path: str) -> int:
     return 0
 
 
+def calibrate(prep, seconds: float) -> int:
+    """Iterations for a plain trial of about ``seconds`` (measured on 40 updates + 1 eval)."""
+    from study.engine import TrainConfig, train
+
+    cfg = TrainConfig(arch="hybrid", base_channels=8, batch_size=2, iterations=40,
+                      eval_every=40, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        train(cfg, prep, None, workdir=tmp)  # warm-up
+        t0 = time.perf_counter()
+        train(cfg, prep, None, workdir=tmp)
+        per_it = (time.perf_counter() - t0) / 40
+    return max(40, int(round(seconds / per_it / 4)) * 4)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=3, help="K trials per round (default 3)")
-    ap.add_argument("--iterations", type=int, default=120, help="updates per trial (default 120)")
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="updates per trial (default: calibrated so a plain trial takes "
+                         "--trial-seconds)")
+    ap.add_argument("--trial-seconds", type=float, default=20.0)
     ap.add_argument("--grid", type=parse_size, default=(64, 48, 16))
     ap.add_argument("--cases", type=int, default=4, help="phantom cases (default 4)")
     ap.add_argument("--reps", type=int, default=2, help="rounds of each side (default 2)")
@@ -138,7 +156,11 @@ def main(argv=None) -> int:
     from benchmarks.common import bench_prepared
     from study.data.phantom import default_phantom
 
-    bench_prepared(args.grid, cases=args.cases)  # build the cache before timing anything
+    prep = bench_prepared(args.grid, cases=args.cases)  # build the cache before timing
+    if args.iterations is None:
+        args.iterations = calibrate(prep, args.trial_seconds)
+        print(f"   calibrated: {args.iterations} iterations per trial for ~{args.trial_seconds:g} s",
+              flush=True)
     data = default_phantom(cases=args.cases)
     if args.niceness is not None:
         import os

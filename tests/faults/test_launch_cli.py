@@ -185,7 +185,7 @@ def test_out_under_a_regular_file(tmp_path, capsys):
 
 def test_out_on_a_read_only_filesystem(tmp_path, capsys):
     target = "/sys/study-fault-test-runs"  # sysfs refuses new entries even to root
-    if os.access("/sys", os.W_OK) and not os.path.exists("/sys/kernel"):
+    if not os.path.exists("/sys/kernel"):
         pytest.skip("no sysfs here")
     rc, err = _launch(capsys, "--space", _space(tmp_path, BASE), "--name", "r", "--out", target)
     assert rc == 2 and target in _error(err) and "not writable" in err

@@ -69,7 +69,7 @@ def _main(argv=None) -> int:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     tune_s = meta.get("tune_s") or {}
     for phase in args.phase or list(tune_s):
-        if phase not in tune_s:
+        if not tune_s.get(phase):
             raise DataError(f"{meta_path}: no tuning time for phase {phase!r} (has: "
                             f"{', '.join(tune_s) or 'none: the run did not finish'})")
         plain = replay(run_dir, phase)

@@ -47,3 +47,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def ensure_writable_dir(folder: str | os.PathLike, what: str, error=None) -> Path:
+    """Create ``folder`` if needed and prove it writable, else raise ``error`` (a UserError).
+
+    ``what`` names the setting in the message (e.g. ``"--out"``, ``"cache root"``), so the
+    user learns which path is wrong and why, before any work starts.
+    """
+    from study.errors import UserError
+
+    error = error or UserError
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise error(f"{what} {folder}: not writable ({exc.strerror or exc}); "
+                    f"choose another folder") from None
+    return folder

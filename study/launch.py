@@ -14,10 +14,10 @@ import argparse
 import datetime as dt
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from study.errors import ConfigError, run_cli
+from study.io import ensure_writable_dir
 
 STUDY_JSON = "study.json"
 SAVED_ARGS = ("space", "data", "label", "phase", "samples", "budget", "seed", "max_concurrent")
@@ -49,13 +49,7 @@ def _now() -> str:
 
 
 def check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"--out {folder}: not writable ({exc.strerror}); choose another "
-                          f"folder with --out") from None
+    ensure_writable_dir(folder, "--out", ConfigError)
 
 
 def resolve_run(args) -> tuple[Path, dict | None]:

@@ -34,7 +34,8 @@ from study.data import resample as rs
 from study.data.dataset import DatasetSpec, load_case, read_dataset, resolve_cache_root
 from study.data.prepared import Prepared
 from study.data.splits import load_or_write_split, make_split
-from study.errors import ConfigError
+from study.errors import ConfigError, DataError
+from study.io import ensure_writable_dir
 
 CACHE_VERSION = 1
 _HASH_CHUNK = 1 << 16
@@ -174,6 +175,7 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
     croot = resolve_cache_root(cache_root)
     final = croot / f"{spec.root.name}-{_cache_key(fp, settings)}"
     if not (final / "meta.json").is_file():
+        ensure_writable_dir(croot, "cache root ($STUDY_CACHE or --cache)", DataError)
         with _locked(croot / f".{final.name}.lock"):
             if final.exists() and not (final / "meta.json").is_file():
                 shutil.rmtree(final)  # not built by this code (renames are atomic): rebuild

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from study.errors import DataError
+from study.io import ensure_writable_dir
 
 PHASES = ("pre", "arterial", "portal", "delay")
 VERSION = 2
@@ -180,7 +181,7 @@ def make_phantom(out_dir, cases: int = 12, seed: int = 0, shape=None, progress: 
         raise DataError(f"--cases must be at least 1, got {cases}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty; choose a new folder or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(out.parent, "phantom output folder", DataError)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         (tmp / "imagesTr").mkdir(parents=True)

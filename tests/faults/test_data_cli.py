@@ -99,9 +99,6 @@ def test_prepare_cli_unknown_label(tiny_dataset_factory, tmp_path, capsys):
     assert _cache_leftovers(cache) == []
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason="data layer: an unwritable --cache raises a raw "
-                   "NotADirectoryError (traceback, exit 1) instead of a DataError; reported. "
-                   "Remove this marker once fixed.")
 def test_prepare_cli_cache_not_writable(tiny_dataset_factory, tmp_path, capsys):
     root = tiny_dataset_factory()
     blocker = tmp_path / "a-file"
@@ -130,9 +127,6 @@ def test_phantom_cli_bad_arguments(tmp_path, capsys, tree):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason="data layer: make_phantom under a regular file raises "
-                   "a raw FileExistsError (traceback, exit 1) instead of a DataError; reported. "
-                   "Remove this marker once fixed.")
 def test_phantom_cli_out_not_writable(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

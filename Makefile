@@ -17,7 +17,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The demo run is disposable: a second `make demo` starts it afresh (a real study keeps
+# its run directory; `python -m study.launch --name NAME --resume` continues it).
 demo: install
+	rm -rf runs/demo
 	$(BIN)/python -m study.launch --space hybrid --budget demo --name demo
 
 test: install

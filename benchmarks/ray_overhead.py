@@ -15,6 +15,8 @@ ratio = Tune time ÷ plain time per round. Target ≤ 1.10 for trials of ≥ 20 
 Ray starts trial workers at nice 15 (``RAY_worker_niceness``): on a machine shared with
 other work they get the CPU last, while the plain loop runs at nice 0. ``--niceness 0``
 measures Ray's own overhead without that effect (results in ``ray_overhead_nice0.json``).
+Also reported, within each Ray round: Tune time ÷ the trials' own time inside Ray
+(``trials.parquet`` ``wall_s``), a figure the machine's load drift cannot skew.
 
     .venv/bin/python -m benchmarks.ray_overhead [--trials 3] [--trial-seconds 20] [--reps 2]
 """
@@ -72,8 +74,11 @@ def ray_round(space: Path, data: Path, out: Path, name: str) -> dict:
     wall = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"the study failed (exit {rc})")
+    import polars as pl
+
     meta = json.loads((out / name / "study.json").read_text())
-    return {"tune_s": float(meta["tune_s"]["arterial"]), "launch_s": wall}
+    inside = float(pl.read_parquet(out / name / "trials.parquet")["wall_s"].sum())
+    return {"tune_s": float(meta["tune_s"]["arterial"]), "launch_s": wall, "inside_s": inside}
 
 
 def trial_configs(run: Path) -> list:
@@ -169,7 +174,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray_init_s = time.perf_counter() - t0
-    rounds_ray, rounds_plain, launch_s = [], [], []
+    rounds_ray, rounds_plain, launch_s, inside_s = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="ray-overhead-") as tmp:
         tmp = Path(tmp)
         space = write_space(tmp / "overhead.yaml", trials=args.trials,
@@ -184,6 +189,7 @@ def main(argv=None) -> int:
                     res = ray_round(space, data, tmp / "runs", f"r{r}")
                     rounds_ray.append(res["tune_s"])
                     launch_s.append(res["launch_s"])
+                    inside_s.append(res["inside_s"])
                     if configs is None:
                         configs = trial_configs(tmp / "runs" / f"r{r}")
                 else:
@@ -193,13 +199,14 @@ def main(argv=None) -> int:
     ray.shutdown()
     per_trial = summary([p / args.trials for p in rounds_plain])
     ratio = summary(paired_ratios(rounds_ray, rounds_plain))
+    in_run = summary(paired_ratios(rounds_ray, inside_s))
     with_init = summary(paired_ratios([x + ray_init_s for x in rounds_ray], rounds_plain))
     print_table(
         ["K", "s/trial (plain)", "Tune s", "plain s", "Tune ÷ plain", "spread",
-         "(+ ray.init) ÷ plain", "ray.init s"],
+         "(+ ray.init) ÷ plain", "ray.init s", "Tune ÷ inside trials"],
         [[args.trials, per_trial["median"], summary(rounds_ray)["median"],
           summary(rounds_plain)["median"], ratio["median"], ratio["spread"],
-          with_init["median"], ray_init_s]],
+          with_init["median"], ray_init_s, in_run["median"]]],
         title=f"hybrid base 8, batch 2, {args.iterations} iterations, grid {tuple(args.grid)}, "
               f"1 trial at a time, 2 CPUs (target ≤ {TARGET:g} for trials ≥ 20 s)")
     name = "ray_overhead" if args.niceness is None else f"ray_overhead_nice{args.niceness}"
@@ -218,6 +225,8 @@ def main(argv=None) -> int:
         "ray_init_s": ray_init_s,
         "ratio": ratio,
         "ratio_with_ray_init": with_init,
+        "inside_trials_s": summary(inside_s),
+        "ratio_tune_vs_inside_trials": in_run,
     }, args.out)
     return 0
 

@@ -67,3 +67,19 @@ def ensure_writable_dir(folder: str | os.PathLike, what: str, error=None) -> Pat
         raise error(f"{what} {folder}: not writable ({exc.strerror or exc}); "
                     f"choose another folder") from None
     return folder
+
+
+def read_json_object(path: Path, error, fix: str, holds: str) -> dict:
+    """Read a JSON file that must hold an object; else raise ``error`` naming ``path``.
+
+    ``fix`` says what to do about invalid JSON, ``holds`` what the object should contain.
+    """
+    import json
+
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise error(f"{path}: must hold a JSON object ({holds})")
+    return meta

@@ -15,7 +15,6 @@ raises `study.errors.DataError` naming the file and saying how to fix it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from study.errors import DataError
+from study.io import read_json_object
 
 REQUIRED_KEYS = ("channel_names", "labels", "file_ending")
 AFFINE_ATOL = 1e-3  # mm; affines of a case's files must agree to this tolerance
@@ -87,12 +87,8 @@ def _read_json(path: Path) -> dict:
             f"{path}: dataset.json not found; a data set needs DATASET/dataset.json with "
             f"channel_names, labels and file_ending (nnU-Net v2 layout)"
         )
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); fix the file") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: must hold a JSON object with channel_names, labels, file_ending")
+    meta = read_json_object(path, DataError, "fix the file",
+                            "with channel_names, labels, file_ending")
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise DataError(

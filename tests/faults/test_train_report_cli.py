@@ -57,15 +57,10 @@ def test_train_bad_value_leaves_no_output(name, small_phantom, tmp_path, capsys,
     assert tree(out) == []
 
 
-LATE = pytest.mark.xfail(strict=True, raises=AssertionError, reason="study/train.py writes config.json and work/ "
-                         "into --out before engine.train checks sizes/device, so the failed "
-                         "run leaves files; reported. Remove this marker once fixed.")
-
-
 @pytest.mark.parametrize("args, needle", [
     pytest.param(["--arch", "unet3d", "--patch", "24", "16", "16"], "multiple of 16",
-                 marks=LATE, id="patch_not_multiple"),
-    pytest.param(["--device", "cuda"], "CUDA is not available", marks=LATE, id="no_cuda"),
+                 id="patch_not_multiple"),
+    pytest.param(["--device", "cuda"], "CUDA is not available", id="no_cuda"),
 ])
 def test_train_late_checks_leave_no_output(args, needle, small_phantom, tmp_path, capsys, tree):
     if "cuda" in args:
@@ -80,12 +75,6 @@ def test_train_late_checks_leave_no_output(args, needle, small_phantom, tmp_path
     assert tree(out) == []
 
 
-UNWRITABLE = pytest.mark.xfail(strict=True, raises=OSError, reason="study/train.py: an unwritable --out "
-                               "raises a raw OSError (traceback, exit 1) at out.mkdir; reported. "
-                               "Remove this marker once fixed.")
-
-
-@UNWRITABLE
 def test_train_out_under_a_regular_file(small_phantom, tmp_path, capsys, no_training):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -94,7 +83,6 @@ def test_train_out_under_a_regular_file(small_phantom, tmp_path, capsys, no_trai
     assert rc == 2 and str(blocker) in _error(capsys.readouterr().err)
 
 
-@UNWRITABLE
 def test_train_out_on_read_only_filesystem(small_phantom, capsys, no_training):
     if not os.path.exists("/sys/kernel"):
         pytest.skip("no sysfs here")

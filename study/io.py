@@ -61,8 +61,10 @@ def ensure_writable_dir(folder: str | os.PathLike, what: str, error=None) -> Pat
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-") as fh:
+            fh.write(b"\0" * 65536)  # real bytes: a full disk fails here, not mid-study
+            fh.flush()
+            os.fsync(fh.fileno())
     except OSError as exc:
         raise error(f"{what} {folder}: not writable ({exc.strerror or exc}); "
                     f"choose another folder") from None

@@ -7,7 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from study.io import write_text_atomic
+from study.errors import DataError
+from study.io import ensure_writable_dir, write_text_atomic
 from study.report.html import message, page
 from study.report.load import Run, all_metrics, all_trials, load_runs
 from study.report.section_media import pictures_section, provenance_section
@@ -49,5 +50,7 @@ def build_report(run_dirs: Sequence[str | os.PathLike] | str | os.PathLike,
     """
     if isinstance(run_dirs, str | os.PathLike):
         run_dirs = [run_dirs]
+    out_path = Path(out_path)
+    ensure_writable_dir(out_path.parent, f"report {out_path}: its folder", DataError)
     runs = load_runs(list(run_dirs))
     return write_text_atomic(Path(out_path), render(runs, max_cases=max_cases))

@@ -116,7 +116,9 @@ def _new_tuner(plan: PhasePlan, trainable) -> tune.Tuner:
             name=plan.phase, storage_path=str((plan.run_dir / "ray").resolve()),
             callbacks=[recorder, *plan.extra_callbacks],
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # 2, not 1: the newest checkpoint may not be in the last saved experiment state
+            # yet; keeping the one before it lets a resumed trial find what the state names
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=plan.verbose,
         ),
     )
@@ -133,7 +135,7 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
     # experiment state is saved at most this often (s): a driver killed right after a trial
     # finished then restarts at most this much work
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    # num_to_keep=1 forces a snapshot at each checkpoint: wanted here (resume), not a problem
+    # num_to_keep forces a snapshot at each checkpoint: wanted here (resume), not a problem
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = make_trainable(plan)
     if plan.resume and tune.Tuner.can_restore(str(plan.exp_dir)):

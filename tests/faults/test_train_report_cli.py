@@ -93,11 +93,6 @@ def test_train_out_on_read_only_filesystem(small_phantom, capsys, no_training):
 
 # ------------------------------------------------------------------------------- report
 
-REPORT_OUT = pytest.mark.xfail(strict=True, raises=OSError, reason="study.report: an unwritable -o raises a "
-                               "raw OSError (traceback, exit 1); reported. Remove this marker "
-                               "once fixed.")
-
-
 @pytest.fixture
 def some_run(tmp_path):
     """A run directory with a one-row trials table (enough for the report to load it)."""
@@ -114,7 +109,6 @@ def some_run(tmp_path):
     return run
 
 
-@REPORT_OUT
 def test_report_output_under_a_regular_file(some_run, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -122,7 +116,6 @@ def test_report_output_under_a_regular_file(some_run, tmp_path, capsys):
     assert rc == 2 and str(blocker) in _error(capsys.readouterr().err)
 
 
-@REPORT_OUT
 def test_report_output_on_read_only_filesystem(some_run, capsys):
     if not os.path.exists("/sys/kernel"):
         pytest.skip("no sysfs here")

@@ -58,8 +58,12 @@ def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict
     last = last or {}
     params = searched_params(config)
     budget = int(last.get("iteration") or 0)
+    dice = last.get("val_dice")
     if error is not None:
         status, reason = "ERROR", error_reason(error)
+    elif dice is not None and _finite(dice) is None:
+        # Optuna marks it FAIL too (searcher.py): no usable score, not a finished trial
+        status, reason = "ERROR", f"non-finite validation Dice ({dice}) at iteration {budget}"
     elif budget >= max_budget:
         status, reason = "TERMINATED", "full budget"
     else:

@@ -82,10 +82,6 @@ def test_failed_trial_recorded_with_reason(faulty, index, reason):
     assert f"failed {row['trial']}: " in proc.stdout  # the closing note names it
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="study/tune/recorder.py "
-                   "trial_row: a trial whose last reported val_dice is NaN is recorded "
-                   "TERMINATED 'full budget' (best_val_dice null) while Optuna marks it FAIL; "
-                   "reported. Remove this marker once fixed.")
 def test_nan_metric_trial_recorded_as_failed(faulty):
     _, _, _, _, by_index = faulty
     row = by_index[4]

@@ -19,6 +19,7 @@ from ray import tune
 
 from study.errors import UserError
 from study.results import ResultsStore, drop_phase, read_trials
+from study.tune import snapshot
 from study.tune.cluster import gpu_requested
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
@@ -90,7 +91,7 @@ def make_trainable(plan: PhasePlan):
     return tune.with_resources(bound, Resources(plan.resources, gpu_requested()))
 
 
-def _new_tuner(plan: PhasePlan, trainable) -> tune.Tuner:
+def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tuner:
     searcher = BudgetAwareOptunaSearch(
         space=DefineByRun(plan.params, plan.per_arch), metric=METRIC, mode=MODE,
         sampler=optuna.samplers.TPESampler(seed=plan.seed),
@@ -108,7 +109,8 @@ def _new_tuner(plan: PhasePlan, trainable) -> tune.Tuner:
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=plan.trials,
+            search_alg=searcher, scheduler=scheduler,
+            num_samples=plan.trials if trials is None else trials,
             max_concurrent_trials=plan.max_concurrent, reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
@@ -138,19 +140,35 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
     # num_to_keep forces a snapshot at each checkpoint: wanted here (resume), not a problem
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = make_trainable(plan)
-    if plan.resume and tune.Tuner.can_restore(str(plan.exp_dir)):
+    done = snapshot.recorded_trials(plan.run_dir, plan.study, plan.phase) if plan.resume else set()
+    if len(done) >= plan.trials > 0:  # every trial recorded: nothing left to run
+        fail_orphans(plan.optuna_url, plan.optuna_study)
+        plan.exp_dir.mkdir(parents=True, exist_ok=True)
+        (plan.exp_dir / DONE_MARKER).write_text("done\n")
+        return None
+    bad = snapshot.broken_state(plan.exp_dir) if plan.resume else []
+    if plan.resume and tune.Tuner.can_restore(str(plan.exp_dir)) and not bad:
         tuner = tune.Tuner.restore(str(plan.exp_dir), trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
+    elif done:  # Ray's state unusable (driver killed mid-save): keep what finished
+        snapshot.set_aside(plan.exp_dir)
+        snapshot.drop_unrecorded_metrics(plan.run_dir, plan.study, plan.phase, done)
+        snapshot.write_carried(plan.exp_dir, len(done))
+        print(f"phase {plan.phase}: Ray's saved state is unusable ({', '.join(bad)}); "
+              f"{len(done)} finished trials and the Optuna history are kept, a new Tuner "
+              f"runs the other {plan.trials - len(done)}", flush=True)
+        tuner = _new_tuner(plan, trainable, plan.trials - len(done))
     else:
         if plan.exp_dir.exists():  # killed before Ray saved any state: start the phase over
             shutil.rmtree(plan.exp_dir)
             drop_phase(plan.run_dir, plan.study, plan.phase)
         tuner = _new_tuner(plan, trainable)
     grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < plan.trials:
+    finished = snapshot.carried(plan.exp_dir) + grid.num_terminated + grid.num_errors
+    if finished < plan.trials:
         # Ctrl-C (Tune stops gracefully and saves its state) or Tune gave up
         raise StudyInterrupted(
-            f"phase {plan.phase}: {grid.num_terminated + grid.num_errors} of {plan.trials} "
+            f"phase {plan.phase}: {finished} of {plan.trials} "
             f"trials finished; continue with --resume --name {plan.study}")
     reconcile(plan, grid)
     fail_orphans(plan.optuna_url, plan.optuna_study)

@@ -118,9 +118,9 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
             name=plan.phase, storage_path=str((plan.run_dir / "ray").resolve()),
             callbacks=[recorder, *plan.extra_callbacks],
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-            # 2, not 1: the newest checkpoint may not be in the last saved experiment state
-            # yet; keeping the one before it lets a resumed trial find what the state names
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # 1: with 2, resumed runs re-ran finished trials (tests/tune/test_resume.py); the
+            # rare "checkpoint the saved state names was deleted" case is a known issue
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=plan.verbose,
         ),
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,17 @@ def fake_space(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture
+def launch_bg():
+    """Start ``python -m study.launch ARGS`` (2 CPUs, no report) in its own session, output
+    to ``log``; the caller kills or waits for the returned Popen."""
+
+    def launch(args, log):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        return subprocess.Popen([sys.executable, "-m", "study.launch", *args, "--cpus", "2",
+                                 "--no-report"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+    return launch

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
@@ -65,13 +63,6 @@ def test_carried_count_round_trips(tmp_path):
 
 
 # ----------------------------------------------------------------- a killed study resumed
-def _launch(args, log):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "study.launch", *args, "--cpus", "2",
-                             "--no-report"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-
-
 def _starts(path):
     if not path.is_file():
         return []
@@ -86,14 +77,14 @@ def _truncate_searcher_state(exp) -> int:
 
 
 @pytest.mark.ray
-def test_resume_after_truncated_searcher_state(fake_space, small_phantom, tmp_path):
+def test_resume_after_truncated_searcher_state(fake_space, small_phantom, tmp_path, launch_bg):
     starts = tmp_path / "starts.log"
     space = fake_space(fake={"sleep": 0.4, "log_starts": str(starts)}, trials=6)
     args = ["--space", str(space), "--data", str(small_phantom), "--name", "k",
             "--out", str(tmp_path)]
     run, exp = tmp_path / "k", tmp_path / "k" / "ray" / "arterial"
     with open(tmp_path / "first.log", "wb") as log:
-        proc = _launch(args, log)
+        proc = launch_bg(args, log)
         try:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline and proc.poll() is None:
@@ -118,7 +109,7 @@ def test_resume_after_truncated_searcher_state(fake_space, small_phantom, tmp_pa
     assert [n.split("-")[0] for n in snapshot.broken_state(exp)] == ["searcher"]
 
     with open(tmp_path / "resume.log", "wb") as log:
-        proc = _launch(["--name", "k", "--out", str(tmp_path), "--resume"], log)
+        proc = launch_bg(["--name", "k", "--out", str(tmp_path), "--resume"], log)
         rc = proc.wait(timeout=300)
     out = (tmp_path / "resume.log").read_text()
     assert rc == 0, out[-3000:]
@@ -146,7 +137,7 @@ def test_resume_after_truncated_searcher_state(fake_space, small_phantom, tmp_pa
     assert _truncate_searcher_state(exp) >= 1
     n_starts = len(_starts(starts))
     with open(tmp_path / "resume2.log", "wb") as log:
-        proc = _launch(["--name", "k", "--out", str(tmp_path), "--resume"], log)
+        proc = launch_bg(["--name", "k", "--out", str(tmp_path), "--resume"], log)
         rc = proc.wait(timeout=300)
     assert rc == 0, (tmp_path / "resume2.log").read_text()[-3000:]
     assert len(_starts(starts)) == n_starts

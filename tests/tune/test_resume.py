@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
@@ -18,27 +16,20 @@ pytestmark = pytest.mark.ray
 State = optuna.trial.TrialState
 
 
-def _launch(args, log):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "study.launch", *args, "--cpus", "2",
-                             "--no-report"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-
-
 def _starts(path):
     if not path.is_file():
         return []
     return [(ln.split()[0], int(ln.split()[1])) for ln in path.read_text().splitlines()]
 
 
-def test_sigkill_then_resume(fake_space, small_phantom, tmp_path):
+def test_sigkill_then_resume(fake_space, small_phantom, tmp_path, launch_bg):
     starts = tmp_path / "starts.log"
     space = fake_space(fake={"sleep": 0.4, "log_starts": str(starts)}, trials=6)
     args = ["--space", str(space), "--data", str(small_phantom), "--name", "k",
             "--out", str(tmp_path)]
     run = tmp_path / "k"
     with open(tmp_path / "first.log", "wb") as log:
-        proc = _launch(args, log)
+        proc = launch_bg(args, log)
         try:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline and proc.poll() is None:
@@ -59,7 +50,7 @@ def test_sigkill_then_resume(fake_space, small_phantom, tmp_path):
     assert 1 <= len(finished) < 6
 
     with open(tmp_path / "resume.log", "wb") as log:
-        proc = _launch(["--name", "k", "--out", str(tmp_path), "--resume"], log)
+        proc = launch_bg(["--name", "k", "--out", str(tmp_path), "--resume"], log)
         rc = proc.wait(timeout=300)
     assert rc == 0, (tmp_path / "resume.log").read_text()[-3000:]
 

@@ -194,7 +194,8 @@ def resample_to_shape(vol: np.ndarray, shape, order: int = 1) -> np.ndarray:
     return map_coordinates(np.asarray(vol, dtype=np.float32), grid, order=order, mode="nearest")
 
 
-def _save_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    """Save ``data`` with ``affine`` (qform and sform, code 1) atomically."""
     import nibabel as nib
 
     img = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
@@ -227,7 +228,7 @@ def write_prediction_nifti(
     p = resample_to_shape(np.asarray(prob, dtype=np.float32), shape, order=1)
     mask = (p >= threshold).astype(np.uint8)
     path = Path(path)
-    _save_nifti(mask, affine, path)
+    save_nifti(mask, affine, path)
     if prob_path is not None:
-        _save_nifti(p.astype(np.float32), affine, Path(prob_path))
+        save_nifti(p.astype(np.float32), affine, Path(prob_path))
     return path

@@ -6,6 +6,13 @@ metric, value). Validation rows come at every evaluation: one per case and metri
 ``split == "train"`` for ``train_loss``. Test rows (``split == "test"``) hold the
 whole-volume metrics of the best trial per (phase, arch) on each test case.
 
+The ``grid`` column says where a number was measured: ``"study"`` (the resampled study
+grid the models train on: every validation row) or ``"native"`` (the probability map
+resampled back to the case's source NIfTI grid and compared with the original label
+file: what a clinician, nnU-Net or MONAI user measures). Test rows come on both grids;
+tables and reports show the native ones (`displayed_test`). Files written before the column
+existed read as ``"study"``.
+
 ``trials.parquet``: one row per trial: config (JSON), budget (iterations reached),
 max_budget, status (TERMINATED = full budget, STOPPED = stopped early by ASHA, ERROR),
 stop_reason, best_val_dice (max over its evaluations), wall_s; extensions: final_val_dice
@@ -30,7 +37,7 @@ from study.io import atomic_path
 METRIC_SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String, "trial": pl.String, "arch": pl.String, "phase": pl.String,
     "iteration": pl.Int64, "split": pl.String, "case": pl.String, "metric": pl.String,
-    "value": pl.Float64,
+    "value": pl.Float64, "grid": pl.String,
 }
 TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String, "trial": pl.String, "arch": pl.String, "phase": pl.String,
@@ -38,8 +45,9 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "stop_reason": pl.String, "best_val_dice": pl.Float64, "wall_s": pl.Float64,
     "final_val_dice": pl.Float64, "checkpoint": pl.String, "node": pl.String,
 }
-OPTIONAL = {"final_val_dice", "checkpoint", "node"}  # extension columns rows may omit
-METRIC_KEY = ["study", "trial", "iteration", "split", "case", "metric"]
+OPTIONAL = {"final_val_dice", "checkpoint", "node", "grid"}  # extension columns rows may omit
+METRIC_KEY = ["study", "trial", "iteration", "split", "grid", "case", "metric"]
+GRIDS = ("study", "native")  # where a metric was measured (module docstring)
 TRIAL_KEY = ["study", "trial"]
 STATUSES = ("TERMINATED", "STOPPED", "ERROR")
 METRICS_FILE, TRIALS_FILE = "metrics.parquet", "trials.parquet"
@@ -52,8 +60,15 @@ def _frame(rows: Iterable[dict], schema: dict[str, pl.DataType]) -> pl.DataFrame
     missing = sorted({k for r in rows for k in schema if k not in r} - OPTIONAL)
     if missing:
         raise ValueError(f"result rows lack column(s) {', '.join(missing)}")
-    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema,
-                        strict=False)
+    df = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema,
+                      strict=False)
+    return _default_grid(df)
+
+
+def _default_grid(df: pl.DataFrame) -> pl.DataFrame:
+    if "grid" in df.columns:
+        df = df.with_columns(pl.col("grid").fill_null("study"))
+    return df
 
 
 def _read(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -67,7 +82,7 @@ def _read(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     for name, dtype in schema.items():  # older files may lack extension columns
         if name not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=dtype).alias(name))
-    return df.select([pl.col(n).cast(t) for n, t in schema.items()])
+    return _default_grid(df.select([pl.col(n).cast(t) for n, t in schema.items()]))
 
 
 def write_parquet_atomic(df: pl.DataFrame, path: str | os.PathLike) -> Path:
@@ -156,10 +171,24 @@ def best_trials(trials: pl.DataFrame) -> pl.DataFrame:
 TABLE_METRICS = ("precision", "recall", "dice")
 
 
+def displayed_grid(metrics: pl.DataFrame) -> str | None:
+    """The grid the test results of ``metrics`` are shown on: native when measured there."""
+    grids = set(metrics.filter(pl.col("split") == "test")["grid"].fill_null("study").to_list())
+    return "native" if "native" in grids else ("study" if grids else None)
+
+
+def displayed_test(metrics: pl.DataFrame) -> pl.DataFrame:
+    """The test rows to show: those on the native grid when there are any, else the study
+    grid's (runs made before native-grid evaluation)."""
+    grid = displayed_grid(metrics)
+    return metrics.filter((pl.col("split") == "test")
+                          & (pl.col("grid").fill_null("study") == (grid or "study")))
+
+
 def format_test_table(metrics: pl.DataFrame) -> str:
-    """The report's Table 1 layout as text: per (phase, arch, metric), one column per case."""
-    test = metrics.filter((pl.col("split") == "test")
-                          & pl.col("metric").is_in(list(TABLE_METRICS)))
+    """The report's Table 1 layout as text: per (phase, arch, metric), one column per case.
+    The first line says which grid the numbers are on."""
+    test = displayed_test(metrics).filter(pl.col("metric").is_in(list(TABLE_METRICS)))
     if test.is_empty():
         return "(no test results)"
     cases = sorted(test["case"].unique().to_list())
@@ -176,4 +205,10 @@ def format_test_table(metrics: pl.DataFrame) -> str:
             lines.append([phase, arch, metric, *cells, "-" if mean is None else f"{mean:.4f}"])
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(fmt.format(*r) for r in [head, *lines])
+    where = GRID_WORDS[displayed_grid(test) or "study"]
+    return "\n".join([f"({where})", *(fmt.format(*r) for r in [head, *lines])])
+
+
+GRID_WORDS = {"native": "native grid: predictions resampled to each case's source image, "
+                        "compared with the original label file",
+              "study": "study grid: the resampled training grid, not the source images"}

@@ -7,8 +7,9 @@ Example (CPU, a few minutes)::
 
 Writes into ``--out``:
 
-* ``metrics.parquet``: long table ``arch, phase, iteration, split, case, metric, value``
-  (``split`` "val" at every evaluation, "test" once for the model evaluated on test);
+* ``metrics.parquet``: long table ``arch, phase, iteration, split, case, metric, value,
+  grid`` (``split`` "val" at every evaluation on the study grid, "test" once for the model
+  evaluated on test, on the study grid and on the native grid: see `study.native`);
 * ``predictions/CASE.nii.gz``: test predictions (uint8 mask) in the source geometry;
 * ``model/``: the checkpoint evaluated on test (``--test-model final`` or ``best`` by val
   Dice), ``config.json``: the training configuration; ``work/``: the engine's workdir.
@@ -141,8 +142,8 @@ def _write_parquet(rows: list[dict], path: Path) -> None:
     from .io import atomic_path
 
     schema = {"arch": pl.Utf8, "phase": pl.Utf8, "iteration": pl.Int64, "split": pl.Utf8,
-              "case": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
-    df = pl.DataFrame(rows, schema=schema)
+              "case": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "grid": pl.Utf8}
+    df = pl.DataFrame([{"grid": "study", **r} for r in rows], schema=schema)
     with atomic_path(path, suffix=".parquet") as tmp:
         df.write_parquet(tmp)
 
@@ -167,9 +168,9 @@ def main(argv=None) -> int:
 
     from .checkpoint import load_model
     from .data import prepare
-    from .engine import copy_checkpoint, evaluate, preflight, train
-    from .inference import write_prediction_nifti
+    from .engine import copy_checkpoint, preflight, train
     from .io import write_text_atomic
+    from .native import evaluate_test
 
     data = args.data
     if data is None:
@@ -215,20 +216,15 @@ def main(argv=None) -> int:
 
     model.to(resolve_device(cfg.device))
     iteration = int(_read_iteration(model_dir))
-    pred_dir = out / "predictions"
-
-    def save(case, prob):
-        if not args.no_predictions:
-            write_prediction_nifti(prob, prep, case, pred_dir / f"{case}.nii.gz",
-                                   threshold=mcfg.threshold)
-
+    pred_dir = None if args.no_predictions else out / "predictions"
     test_ids = list(prep.split["test"])
-    test_rows = evaluate(model, mcfg, prep, test_ids, on_prediction=save) if test_ids else []
+    test_rows = evaluate_test(model, mcfg, prep, test_ids, out_dir=pred_dir) if test_ids else []
     rows.extend({**base, "iteration": iteration, "split": "test", **r} for r in test_rows)
     _write_parquet(rows, out / "metrics.parquet")
     print(f"trained in {train_s:.1f} s; test metrics of the {args.test_model} model "
-          f"(iteration {iteration}):")
-    print(_table(test_rows) if test_rows else "(no test cases in the split)")
+          f"(iteration {iteration}), native grid (each case's source image and label file):")
+    native = [r for r in test_rows if r["grid"] == "native"]
+    print(_table(native) if native else "(no test cases in the split)")
     print(f"wrote {out / 'metrics.parquet'}")
     return 0
 

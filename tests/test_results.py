@@ -102,10 +102,20 @@ def test_format_test_table_layout():
     rows.append(_m("a", 40, "c1", "dice", 0.99))  # validation rows are not in the table
     text = format_test_table(pl.DataFrame(rows, schema=METRIC_SCHEMA))
     lines = text.splitlines()
-    assert lines[0].split() == ["phase", "arch", "metric", "c1", "c2", "mean"]
-    assert lines[1].split() == ["arterial", "hybrid", "precision", "1.0000", "0.5000", "0.7500"]
-    assert lines[3].split() == ["arterial", "hybrid", "dice", "0.6667", "0.5000", "0.5833"]
+    assert lines[0].startswith("(study grid")  # rows without a grid are study-grid rows
+    assert lines[1].split() == ["phase", "arch", "metric", "c1", "c2", "mean"]
+    assert lines[2].split() == ["arterial", "hybrid", "precision", "1.0000", "0.5000", "0.7500"]
+    assert lines[4].split() == ["arterial", "hybrid", "dice", "0.6667", "0.5000", "0.5833"]
     assert format_test_table(pl.DataFrame(schema=METRIC_SCHEMA)) == "(no test results)"
+
+
+def test_format_test_table_shows_the_native_grid_when_measured():
+    rows = [{**_m("a", 40, c, "dice", v, split="test"), "grid": g}
+            for c, v, g in (("c1", 0.5, "study"), ("c2", 0.7, "study"),
+                            ("c1", 0.25, "native"), ("c2", 0.75, "native"))]
+    lines = format_test_table(pl.DataFrame(rows, schema=METRIC_SCHEMA)).splitlines()
+    assert lines[0].startswith("(native grid")
+    assert lines[4].split() == ["arterial", "hybrid", "dice", "0.2500", "0.7500", "0.5000"]
 
 
 def test_drop_phase_keeps_other_phases(tmp_path):

@@ -106,8 +106,7 @@ def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path) -> dict:
     shape = tuple(int(s) for s in case.label.shape)
     scales = []
     for k, chan in enumerate(case.image):
-        vol = rs.normalise(rs.resample_image(chan, grid))
-        q, scale = rs.quantise(vol)
+        q, scale = rs.prepare_channel(chan, grid)
         np.save(out / "images" / f"{case_id}_{k}.npy", np.ascontiguousarray(q.transpose(2, 0, 1)))
         scales.append(scale)
     mask = rs.resample_mask(case.label, grid)

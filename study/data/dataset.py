@@ -267,6 +267,27 @@ def _load_nifti(path: Path, *, dtype=np.float32):
     return data, np.asarray(img.affine, dtype=np.float64)
 
 
+def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm along the array axes (norms of the affine's columns)."""
+    a = np.asarray(affine, dtype=np.float64)
+    return tuple(float(s) for s in np.sqrt((a[:3, :3] ** 2).sum(axis=0)))
+
+
+def read_volume(path: str | os.PathLike, *, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """One 3D NIfTI file -> ``(array, affine)``; unreadable / not 3D -> DataError naming it."""
+    return _load_nifti(Path(path), dtype=dtype)
+
+
+def read_mask(path: str | os.PathLike, value: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A label file -> ``(uint8 mask, affine)``: 1 where the label equals ``value``
+    (``None``: any value > 0). Non-finite values -> DataError naming the file."""
+    raw, affine = _load_nifti(Path(path), dtype=np.float64)
+    if not np.all(np.isfinite(raw)):
+        raise DataError(f"{path}: NaN/Inf values in the label; labels must be integers")
+    mask = (raw > 0) if value is None else (raw == value)
+    return mask.astype(np.uint8), affine
+
+
 @dataclass
 class Case:
     """One case in memory: native geometry."""
@@ -317,6 +338,6 @@ def load_case(spec: DatasetSpec, case_id: str) -> Case:
         raise DataError(f"{label_path}: label value(s) {shown} not declared in dataset.json labels "
                         f"{spec.labels}; declare them or fix the mask")
     label = (raw == spec.label_value).astype(np.uint8)
-    spacing = tuple(float(s) for s in np.sqrt((affine0[:3, :3] ** 2).sum(axis=0)))
+    spacing = voxel_spacing(affine0)
     return Case(case_id=case_id, image=np.stack(chans).astype(np.float32, copy=False), label=label,
                 affine=affine0, spacing=spacing, image_paths=paths, label_path=label_path)

@@ -76,3 +76,23 @@ def quantise(vol: np.ndarray) -> tuple[np.ndarray, float]:
     scale = peak / INT16_MAX if peak > 0 else 1.0
     q = np.clip(np.rint(np.asarray(vol, dtype=np.float64) / scale), -32767, 32767).astype(np.int16)
     return q, scale
+
+
+def prepare_channel(vol: np.ndarray, grid) -> tuple[np.ndarray, float]:
+    """One native phase volume -> what the cache stores: (int16 on ``grid``, scale).
+
+    Resample (trilinear), normalise, quantise: the cache builder and `preprocess_image`
+    (prediction on new scans) both go through here, so a model sees the same numbers.
+    """
+    return quantise(normalise(resample_image(vol, tuple(int(g) for g in grid))))
+
+
+def preprocess_image(image: np.ndarray, grid) -> np.ndarray:
+    """Native ``(C, X, Y, Z)`` image -> the normalised float32 ``(C, *grid)`` a model sees,
+    bit-identical to ``Prepared.image`` of the same volumes (int16 round trip included)."""
+    out = np.empty((len(image), *(int(g) for g in grid)), dtype=np.float32)
+    for i, chan in enumerate(image):
+        q, scale = prepare_channel(chan, grid)
+        out[i] = q
+        out[i] *= np.float32(scale)
+    return out

@@ -22,34 +22,10 @@ from study import results
 from study.errors import DataError
 from study.io import read_json_object
 
-METRIC_SCHEMA: dict[str, pl.DataType] = {
-    "study": pl.String,
-    "trial": pl.String,
-    "arch": pl.String,
-    "phase": pl.String,
-    "iteration": pl.Int64,
-    "split": pl.String,
-    "case": pl.String,
-    "metric": pl.String,
-    "value": pl.Float64,
-}
-TRIAL_SCHEMA: dict[str, pl.DataType] = {
-    "study": pl.String,
-    "trial": pl.String,
-    "arch": pl.String,
-    "phase": pl.String,
-    "config": pl.String,
-    "budget": pl.Int64,
-    "max_budget": pl.Int64,
-    "status": pl.String,
-    "stop_reason": pl.String,
-    "best_val_dice": pl.Float64,
-    "wall_s": pl.Float64,
-    "final_val_dice": pl.Float64,  # extension (results layer): value at the budget reached
-    "checkpoint": pl.String,  # extension (results layer): its latest checkpoint's path
-}
-OPTIONAL_TRIAL_COLUMNS = ("stop_reason", "wall_s", "max_budget", "config", "final_val_dice",
-                          "checkpoint")
+METRIC_SCHEMA = results.METRIC_SCHEMA  # one schema: the results layer's
+TRIAL_SCHEMA = results.TRIAL_SCHEMA
+OPTIONAL_TRIAL_COLUMNS = ("stop_reason", "wall_s", "max_budget", "config",
+                          *sorted(results.OPTIONAL))  # older tables may lack these
 TRIAL_DIR = re.compile(r"trial_(\d+)_([A-Za-z0-9]+)")  # Ray trial folders: trial_0003_5c1e0a2b
 RUN_FILES = ("study.json", results.METRICS_FILE, results.TRIALS_FILE)
 

@@ -72,6 +72,20 @@ def _block(results: pl.DataFrame, metrics: Sequence[str], show_run: bool) -> str
     return case_table_html(wide, tables.best_cells(wide), show_run)
 
 
+def _grid_words(grids: dict[str, str]) -> str:
+    native = sorted(r for r, g in grids.items() if g == "native")
+    study = sorted(r for r, g in grids.items() if g != "native")
+    words = []
+    if native:
+        words.append("Measured on the native grid: each prediction resampled to its case's "
+                     "source image and compared with the original label file at its voxel "
+                     "spacing" + (f" (runs {', '.join(native)})" if study else "") + ".")
+    if study:
+        words.append("Measured on the study grid (the resampled training grid, not the source "
+                     "images)" + (f": runs {', '.join(study)}" if native else "") + ".")
+    return " ".join(words) or "No test results."
+
+
 def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataFrame) -> str:
     results = tables.test_results(metrics, trials)
     parts = [note(
@@ -80,6 +94,7 @@ def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataF
         "phase. Highlighted: the best value of each column among the architectures of a phase "
         "(lowest for HD95, highest otherwise). – = undefined (e.g. no tumor predicted) or not evaluated."
     )]
+    parts.append(note(_grid_words(tables.test_grids(metrics))))
     for run in runs:
         have = set(results.filter(pl.col("run") == run.name).get_column("phase").unique().to_list())
         for phase in expected_phases(run):

@@ -85,6 +85,23 @@ def best_trials(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def shown_grid(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Test rows on the grid the report shows: per run, the native grid when the run measured
+    there (`study.native`), else the study grid (runs made before native evaluation)."""
+    test = metrics.filter(pl.col("split") == "test")
+    if "grid" not in test.columns:
+        return test
+    native = (pl.col("grid") == "native").any().over("run")
+    return test.filter(pl.col("grid") == pl.when(native).then(pl.lit("native"))
+                       .otherwise(pl.lit("study")))
+
+
+def test_grids(metrics: pl.DataFrame) -> dict[str, str]:
+    """Run name -> grid its test numbers are shown on ("native" or "study")."""
+    shown = shown_grid(metrics).select("run", "grid").unique()
+    return dict(zip(shown["run"].to_list(), shown["grid"].to_list(), strict=True))
+
+
 def test_results(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
     """Test rows of the chosen trial per (run, phase, arch); the last iteration per case.
 
@@ -92,7 +109,7 @@ def test_results(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
     Aggregate rows (``case == "mean"``) are left out: the tables compute their own means.
     """
     chosen = best_trials(metrics, trials)
-    test = metrics.filter((pl.col("split") == "test") & (pl.col("case") != "mean")).join(
+    test = shown_grid(metrics).filter(pl.col("case") != "mean").join(
         chosen, on=["run", "phase", "arch", "trial"], how="inner"
     )
     return (

@@ -1,10 +1,12 @@
 """After the search: the budget-aware best trial per (phase, arch) on the test cases.
 
 The best trial's latest checkpoint (the model at the budget it reached, the one its
-``final_val_dice`` was measured on) is evaluated whole-volume per test case; predictions
-are written as NIfTI to ``runs/NAME/predictions/PHASE/ARCH/CASE.nii.gz`` in the source
-geometry, the weights copied to ``runs/NAME/best/PHASE/ARCH/``, and rows with
-``split == "test"`` appended to ``metrics.parquet``. No Ray here.
+``final_val_dice`` was measured on) is evaluated whole-volume per test case, on the study
+grid and on each case's native grid (`study.native`); predictions are written as NIfTI to
+``runs/NAME/predictions/PHASE/ARCH/CASE.nii.gz`` in the source geometry (the masks the
+native numbers score), the weights copied to ``runs/NAME/best/PHASE/ARCH/``, and rows with
+``split == "test"`` (``grid`` "study" and "native") appended to ``metrics.parquet``.
+No Ray here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from study.results import ResultsStore, best_trials, read_trials
 
 def _rows(base: dict, rows: list[dict]) -> list[dict]:
     return [{**base, "split": "test", "case": str(r["case"]), "metric": str(r["metric"]),
-             "value": float(r["value"])} for r in rows]
+             "value": float(r["value"]), "grid": r.get("grid", "study")} for r in rows]
 
 
 def evaluate_best(run_dir: Path, study: str, prep, test_cases: list[str], *, trainable: str,
@@ -56,17 +58,11 @@ def evaluate_best(run_dir: Path, study: str, prep, test_cases: list[str], *, tra
 
 def _evaluate_engine(run_dir: Path, phase: str, arch: str, ckpt: Path, prep,
                      cases: list[str]) -> list[dict]:
-    from study.engine import copy_checkpoint, evaluate, load_model, resolve_device
-    from study.inference import write_prediction_nifti
+    from study.engine import copy_checkpoint, load_model, resolve_device
+    from study.native import evaluate_test
 
-    out = run_dir / "predictions" / phase / arch
-    out.mkdir(parents=True, exist_ok=True)
     model, config = load_model(ckpt, device=resolve_device(None))
-
-    def write(case: str, prob) -> None:
-        write_prediction_nifti(prob, prep, case, out / f"{case}.nii.gz",
-                               threshold=config.threshold)
-
-    rows = evaluate(model, config, prep, cases, on_prediction=write)
+    rows = evaluate_test(model, config, prep, cases,
+                         out_dir=run_dir / "predictions" / phase / arch)
     copy_checkpoint(ckpt, run_dir / "best" / phase / arch)
     return rows

@@ -169,6 +169,9 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     meta = _meta(s, prep, data, phases, archs, saved)
     s.run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
+    # the run carries its data set's channel -> phase map and labels, for study.predict
+    write_text_atomic(s.run_dir / "dataset.json",
+                      (Path(data) / "dataset.json").read_text(encoding="utf-8"))
     log(f"study {s.name}: space {s.space.name}, budget {b.name} ({b.iterations} iterations, "
         f"eval every {b.eval_every}, grid {list(b.grid)}), {s.trials} trial(s) per phase, "
         f"phases {', '.join(phases)}, run directory {s.run_dir}")

@@ -25,7 +25,11 @@ def test_cli_writes_metrics_predictions_and_model(small_phantom, tmp_path, arch,
                "--batch-size", "2", "--out", str(out)])
     assert rc == 0
     df = pl.read_parquet(out / "metrics.parquet")
-    assert df.columns == ["arch", "phase", "iteration", "split", "case", "metric", "value"]
+    assert df.columns == ["arch", "phase", "iteration", "split", "case", "metric", "value",
+                          "grid"]
+    assert set(df.filter(pl.col("split") == "val")["grid"]) == {"study"}
+    assert set(df.filter(pl.col("split") == "test")["grid"]) == {"study", "native"}
+    df = df.filter((pl.col("split") != "test") | (pl.col("grid") == "native"))
     assert set(df["arch"]) == {arch} and set(df["phase"]) == {"arterial"}
     val = df.filter(pl.col("split") == "val")
     test = df.filter(pl.col("split") == "test")
@@ -43,6 +47,10 @@ def test_cli_writes_metrics_predictions_and_model(small_phantom, tmp_path, arch,
     assert pred.shape == src.shape and pred.get_data_dtype() == np.uint8
     np.testing.assert_allclose(pred.affine, src.affine, atol=1e-5)
     assert (out / "model" / "model.pt").is_file() and (out / "config.json").is_file()
+    # the native test Dice is the Dice of that file against the label file, by hand
+    p, t = np.asarray(pred.dataobj) > 0, np.asarray(src.dataobj) == 2  # tumor = 2
+    hand = 2 * (p & t).sum() / (p.sum() + t.sum()) if p.sum() + t.sum() else 1.0
+    assert dice[0] == pytest.approx(hand, abs=1e-12)
 
 
 def test_cli_user_errors_exit_2(small_phantom, tmp_path, capsys):

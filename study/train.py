@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=_positive_int, default=4)
     m.add_argument("--patch", type=_positive_int, nargs=3, metavar=("X", "Y", "Z"),
                    help="3D patch (default: 64 per axis, capped to the grid, multiple of 16)")
-    m.add_argument("--empty-fraction", type=float, default=1.0)
+    m.add_argument("--empty-fraction", type=float, default=None,
+                   help="3D: share of tumor-free patches (default 0.5); 2D/2.5D: share of the "
+                   "tumor-free slices kept (default 1.0)")
     m.add_argument("--eval-every", type=_positive_int,
                    help="default: iterations / 5, at most 1000")
     m.add_argument("--seed", type=int, default=0)

@@ -36,7 +36,9 @@ class TrainConfig:
     batch_size: int = 4
     lr_halve_every: int | None = None  # None = 5000 scaled to budget (5000*iterations/40000)
     patch: tuple[int, int, int] = (64, 64, 64)
-    empty_fraction: float = 1.0
+    # 3D: share of tumor-free patches; 2D/2.5D: share of the tumor-free slices kept;
+    # None = the kind's default (3D 0.5 = the report's balance, 2D/2.5D 1.0 = every slice)
+    empty_fraction: float | None = None
     seed: int = 0
     num_workers: int = 0
     device: str | None = None  # None = cuda if available, else cpu
@@ -139,8 +141,13 @@ class TrainConfig:
         self.patch = tuple(int(p) for p in self.patch)
         if len(self.patch) != 3 or min(self.patch) < 1:
             bad("patch", "must be three positive integers (X, Y, Z)")
-        if not 0.0 <= self.empty_fraction <= 1.0:
-            bad("empty_fraction", "must be in [0, 1] (fraction of tumor-free slices kept)")
+        if self.empty_fraction is not None:
+            if not 0.0 <= self.empty_fraction <= 1.0:
+                bad("empty_fraction", "must be in [0, 1] (3D: share of tumor-free patches; "
+                    "2D/2.5D: fraction of tumor-free slices kept), or None for the default")
+            if MODELS[self.arch].kind == "3d" and self.empty_fraction >= 1.0:
+                bad("empty_fraction", "for 3D patches it is the share of tumor-free patches: "
+                    "1 leaves no tumor-centred patch; use a value below 1 (0.5 = balanced)")
         if not 0.0 <= self.overlap < 1.0:
             bad("overlap", "must be in [0, 1)")
         if not 0.0 < self.threshold < 1.0:

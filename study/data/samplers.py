@@ -1,9 +1,12 @@
 """Training samplers (torch Datasets) over a `Prepared` data set.
 
-* ``"3d"``: patches (default 64^3). Even indices are centred on a random tumor voxel of a
-  random tumor-bearing case; odd indices come from tumor-free regions (a random centre whose
-  whole patch holds no tumor; after 50 failed draws, any centre that is not tumor). So exactly
-  half the items have tumor at the centre. Out-of-volume parts are edge-replicated.
+* ``"3d"``: patches (default 64^3). ``empty_fraction`` is the share of tumor-free patches
+  (default 0.5, the report's balance). Item ``i`` is tumor-free when
+  ``floor((i+1)*f) > floor(i*f)``, so every prefix of the items holds the share ``f`` up to
+  one item (at 0.5: even indices tumor-centred, odd ones tumor-free). A tumor-centred item is
+  centred on a random tumor voxel of a random tumor-bearing case; a tumor-free one comes from
+  a tumor-free region (a random centre whose whole patch holds no tumor; after 50 failed
+  draws, any centre that is not tumor). Out-of-volume parts are edge-replicated.
 * ``"2d"``: axial slices ``(C, X, Y)``: every slice with tumor, plus a seeded
   ``empty_fraction`` of the tumor-free slices (1.0 = every slice).
 * ``"2.5d"``: the same slices with their two neighbours, ``(3C, X, Y)`` in phase-major,
@@ -22,10 +25,29 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fractions import Fraction
+
 from study.errors import ConfigError
 
 KINDS = ("3d", "2d", "2.5d")
 NEG_TRIES = 50
+#: ``empty_fraction`` when none is given: 3D = share of tumor-free patches (the report's
+#: balance), 2D/2.5D = share of the tumor-free slices kept (all of them).
+DEFAULT_EMPTY_FRACTION = {"3d": 0.5, "2d": 1.0, "2.5d": 1.0}
+
+
+def check_empty_fraction(kind: str, value) -> float:
+    """``value`` (None = the kind's default) checked for ``kind``; ConfigError if out of range."""
+    if value is None:
+        return DEFAULT_EMPTY_FRACTION.get(kind, 1.0)
+    f = float(value)
+    if not 0.0 <= f <= 1.0:
+        raise ConfigError(f"empty_fraction must be in [0, 1], got {value}")
+    if kind == "3d" and f >= 1.0:
+        raise ConfigError(f"empty_fraction {value} for 3D patches is the share of tumor-free "
+                          f"patches: 1 leaves no tumor-centred patch; use a value below 1 "
+                          f"(0.5 = balanced)")
+    return f
 
 
 class _Base(Dataset):
@@ -54,8 +76,12 @@ class _Base(Dataset):
 
 
 class PatchSampler3D(_Base):
-    def __init__(self, prep, case_ids, phases, *, seed=0, patch=(64, 64, 64), length=None):
+    def __init__(self, prep, case_ids, phases, *, seed=0, patch=(64, 64, 64), length=None,
+                 empty_fraction=None):
         super().__init__(prep, case_ids, phases, seed)
+        self.empty_fraction = check_empty_fraction("3d", empty_fraction)
+        share = Fraction(self.empty_fraction).limit_denominator(10**6)
+        self._share = (share.numerator, share.denominator)
         self.patch = tuple(int(p) for p in patch)
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ConfigError(f"patch must be three positive sizes, got {patch}")
@@ -83,11 +109,17 @@ class PatchSampler3D(_Base):
         m = self.prep._raw_mask(case_id)
         return bool(np.asarray(m[a[2]:b[2], a[0]:b[0], a[1]:b[1]]).any())
 
+    def is_positive(self, i: int) -> bool:
+        """Whether item i is tumor-centred (see the module docstring)."""
+        n, d = self._share
+        i = int(i)
+        return (i + 1) * n // d == i * n // d
+
     def centre(self, i: int) -> tuple[str, tuple[int, int, int], bool]:
         """(case, centre voxel (x, y, z), positive) of item i."""
         rng = self._rng(i)
         g = self.prep.grid
-        if i % 2 == 0:
+        if self.is_positive(i):
             case = self.pos_cases[rng.integers(len(self.pos_cases))]
             vox = self._tumor_voxels(case)
             z, x, y = np.unravel_index(int(vox[rng.integers(len(vox))]), (g[2], g[0], g[1]))
@@ -114,11 +146,10 @@ class PatchSampler3D(_Base):
 class SliceSampler(_Base):
     """2D slices (``context=0``) or 2.5D slabs (``context=1``: 3 slices per phase)."""
 
-    def __init__(self, prep, case_ids, phases, *, seed=0, length=None, empty_fraction=1.0,
+    def __init__(self, prep, case_ids, phases, *, seed=0, length=None, empty_fraction=None,
                  context: int = 0):
         super().__init__(prep, case_ids, phases, seed)
-        if not 0.0 <= float(empty_fraction) <= 1.0:
-            raise ConfigError(f"empty_fraction must be in [0, 1], got {empty_fraction}")
+        empty_fraction = check_empty_fraction("2d", empty_fraction)
         self.context = int(context)
         rng = np.random.default_rng([self.seed, 7919])
         items, empty = [], []
@@ -153,10 +184,12 @@ class SliceSampler(_Base):
 
 
 def make_sampler(kind: str, prep, case_ids, phases, *, seed: int = 0, patch=(64, 64, 64),
-                 length: int | None = None, empty_fraction: float = 1.0) -> Dataset:
-    """A seeded, picklable torch Dataset of training items; see the module docstring."""
+                 length: int | None = None, empty_fraction: float | None = None) -> Dataset:
+    """A seeded, picklable torch Dataset of training items; see the module docstring.
+    ``empty_fraction`` None = the kind's default (:data:`DEFAULT_EMPTY_FRACTION`)."""
     if kind == "3d":
-        return PatchSampler3D(prep, case_ids, phases, seed=seed, patch=patch, length=length)
+        return PatchSampler3D(prep, case_ids, phases, seed=seed, patch=patch, length=length,
+                              empty_fraction=empty_fraction)
     if kind in ("2d", "2.5d"):
         return SliceSampler(prep, case_ids, phases, seed=seed, length=length,
                             empty_fraction=empty_fraction, context=1 if kind == "2.5d" else 0)

@@ -41,6 +41,11 @@ def _nonneg(v):
         return "a number >= 0"
 
 
+def _fraction(v):
+    if not (_num(v) and 0 <= v <= 1):
+        return "a number in [0, 1]"
+
+
 def _pos_int_or_null(v):
     if not (v is None or (_int(v) and v >= 1)):
         return "an integer >= 1 or null"
@@ -88,7 +93,7 @@ PARAMS: dict[str, tuple[Callable, bool]] = {
     "lr_after_switch": (_pos, True),
     "batch_size": (_pos_int, True),
     "inputs": (_inputs, False),
-    "empty_fraction": (_nonneg, True),
+    "empty_fraction": (_fraction, True),
     "lr_halve_every": (_pos_int_or_null, True),
     "patch": (_patch, False),
 }

@@ -148,3 +148,30 @@ def test_sampler_errors(prepared, tiny_dataset_factory, tmp_path):
         make_sampler("3d", empty, empty.case_ids, ["pre"], patch=(4, 4, 2))
     with pytest.raises(ConfigError, match="empty_fraction"):
         make_sampler("2d", empty, empty.case_ids, ["pre"], empty_fraction=0.0)
+
+
+@pytest.mark.parametrize("share, n_empty", [(0.25, 10), (0.5, 20), (0.75, 30), (0.0, 0)])
+def test_3d_empty_fraction_is_the_tumor_free_share(prepared, share, n_empty):
+    """Issue 13: the 3D sampler ignored empty_fraction (always half tumor-free)."""
+    ds = make_sampler("3d", prepared, prepared.split["train"], ["arterial"], seed=1, patch=PATCH,
+                      length=40, empty_fraction=share)
+    flags = [ds.centre(i)[2] for i in range(40)]
+    assert flags.count(False) == n_empty
+    for i in range(40):  # the flag says what the patch holds
+        _, y = ds[i]
+        assert (y[(0, *CENTRE)] == 1) == flags[i]
+    # spread evenly: every prefix holds the share up to one item
+    for k in range(1, 41):
+        assert abs(flags[:k].count(False) - share * k) <= 1
+
+
+def test_3d_default_share_is_the_reports_balance(prepared):
+    ds = make_sampler("3d", prepared, prepared.split["train"], ["arterial"], seed=1, patch=PATCH,
+                      length=10)
+    assert [ds.centre(i)[2] for i in range(10)] == [i % 2 == 0 for i in range(10)]
+
+
+def test_3d_all_tumor_free_is_refused(prepared):
+    with pytest.raises(ConfigError, match="empty_fraction"):
+        make_sampler("3d", prepared, prepared.split["train"], ["arterial"], patch=PATCH,
+                     empty_fraction=1.0)

@@ -47,8 +47,11 @@ class DoubleConv(nn.Sequential):
 class PreActResBlock(nn.Module):
     """ResNet-v2 pre-activation block: (BN-ReLU-Conv) x 2 + shortcut.
 
-    The shortcut is the identity when ``cin == cout`` and a bias-free 1x1 projection
-    otherwise.
+    The shortcut is the identity on the raw input when ``cin == cout``; otherwise a bias-free
+    1x1 projection of the shared pre-activation ``relu(bn(x))`` (He et al. 2016, "Identity
+    Mappings in Deep Residual Networks": the projection follows the first BN-ReLU). The layers
+    stay in ``body`` (``body[0:2]`` = the pre-activation), so parameters and checkpoint keys
+    are those of the plain layout.
     """
 
     def __init__(self, dims: int, cin: int, cout: int):
@@ -64,7 +67,13 @@ class PreActResBlock(nn.Module):
         self.shortcut = nn.Identity() if cin == cout else conv(dims, cin, cout, kernel=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.body(x)
+        pre = self.body[1](self.body[0](x))
+        out = pre
+        for layer in list(self.body)[2:]:
+            out = layer(out)
+        if isinstance(self.shortcut, nn.Identity):
+            return x + out
+        return self.shortcut(pre) + out
 
 
 class TransposedUp(nn.Module):

@@ -3,7 +3,7 @@
 Input: 3 consecutive axial slices of every phase stacked as channels (phase-major,
 slice-minor, so ``in_channels = 3 * phases``); output: the logit map of the centre slice.
 ResNet-v2 pre-activation residual blocks (BN-ReLU-Conv x 2 + identity, 1x1 projection when
-the channel count changes), 3 stacked blocks at the deepest stage, MaxPool2d down,
+the channel count changes, taken from the shared BN-ReLU pre-activation), 3 stacked blocks at the deepest stage, MaxPool2d down,
 bilinear up, skip concatenation. Stem = 3x3 input conv + one residual block at full
 resolution; a final BN-ReLU precedes the 1x1 head (the pre-activation blocks leave their
 output un-normalised). Default depth 3 (channels 16, 32, 64, 128 at base 16).

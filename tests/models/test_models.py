@@ -117,3 +117,26 @@ def test_invalid_sizes_are_config_errors(kwargs):
     args = {"arch": "unet2d", "in_phases": 1} | kwargs
     with pytest.raises(ConfigError):
         build_model(**args)
+
+
+def test_projection_shortcut_takes_the_shared_pre_activation():
+    """Issue 13 / He et al. 2016 (v2): out = W_s·relu(bn(x)) + F(relu(bn(x))) when the channel
+    count changes; out = x + F(relu(bn(x))) for the identity shortcut."""
+    from study.models.blocks import PreActResBlock
+
+    torch.manual_seed(0)
+    for cin, cout in ((3, 5), (4, 4)):
+        block = PreActResBlock(2, cin, cout).eval()
+        bn = block.body[0]
+        with torch.no_grad():  # a BN that visibly changes its input
+            bn.running_mean.copy_(torch.linspace(-1, 1, cin))
+            bn.running_var.copy_(torch.linspace(0.5, 2, cin))
+            bn.weight.copy_(torch.linspace(0.5, 1.5, cin))
+            bn.bias.copy_(torch.linspace(-0.3, 0.3, cin))
+        x = torch.randn(2, cin, 8, 8)
+        pre = torch.relu(bn(x))
+        rest = block.body[2:](pre)
+        want = (x if cin == cout else block.shortcut(pre)) + rest
+        torch.testing.assert_close(block(x), want)
+    # the parameter count is unchanged by where the shortcut reads from
+    assert count_parameters(PreActResBlock(2, 3, 5)) == 3 * 2 + 3 * 9 * 5 + 5 * 2 + 5 * 9 * 5 + 3 * 5

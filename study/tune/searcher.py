@@ -12,7 +12,9 @@ scores. :class:`BudgetAwareOptunaSearch` instead
 
 :class:`DefineByRun` draws one configuration (architecture first, then the parameters that
 exist only for that architecture, named ``ARCH.NAME`` in Optuna so each keeps one
-distribution).
+distribution). ``lr_after_switch`` and ``lrdehl`` act only after the loss switches to LRDEHL:
+they are drawn last, and only when ``switch_step`` is not ``never`` (so TPE and the
+importances never see values that changed nothing).
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ log = logging.getLogger(__name__)
 OptunaState = optuna.trial.TrialState
 
 
+#: Parameters that only matter once the loss switches to LRDEHL.
+SWITCH_ONLY = ("lr_after_switch", "lrdehl")
+
+
+def switches(switch_step) -> bool:
+    """Whether a sampled ``switch_step`` (fraction of the budget or ``never``) switches."""
+    return switch_step not in ("never", None) and float(switch_step) < 1.0
+
+
 class DefineByRun:
     """Picklable define-by-run space for ``OptunaSearch`` (it is saved with the searcher)."""
 
@@ -38,11 +49,21 @@ class DefineByRun:
         self.per_arch = {a: dict(p) for a, p in per_arch.items()}
 
     def __call__(self, trial) -> dict:
-        out = {}
+        out, later = {}, {}
         for name, dist in self.params.items():
-            out[name] = dist.suggest(trial, name)
+            if name in SWITCH_ONLY:
+                later[name] = (dist, name)
+            else:
+                out[name] = dist.suggest(trial, name)
         for name, dist in self.per_arch.get(out["arch"], {}).items():
-            out[name] = dist.suggest(trial, f"{out['arch']}.{name}")
+            key = f"{out['arch']}.{name}"
+            if name in SWITCH_ONLY:
+                later[name] = (dist, key)
+            else:
+                out[name] = dist.suggest(trial, key)
+        if switches(out.get("switch_step")):
+            for name, (dist, key) in later.items():
+                out[name] = dist.suggest(trial, key)
         return out
 
 

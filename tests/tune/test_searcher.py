@@ -66,3 +66,30 @@ def test_state_survives_pickle_and_orphans_are_failed(searcher, tmp_path):
     trials = optuna.load_study(study_name="r-a", storage=url).trials
     assert [t.state for t in trials] == [State.COMPLETE, State.FAIL]
     assert trials[0].intermediate_values == {10: 0.3, 40: 0.5}
+
+
+def test_switch_parameters_are_drawn_only_when_the_loss_switches():
+    """Issue 13: lr_after_switch and lrdehl were drawn (and fed to TPE) with switch 'never'."""
+    space = DefineByRun(
+        {"arch": Dist("choice", ("hybrid", "unet2d")),
+         "switch_step": Dist("choice", ("never", 0.75)),
+         "lr_after_switch": Dist("loguniform", (0.01, 1.0)),
+         "lrdehl": Dist("choice", ("mae", "mse")),
+         "lr": Dist("loguniform", (1e-5, 1e-2))},
+        {"unet2d": {"lrdehl": Dist("fixed", ("mse",))}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(24):
+        trial = study.ask()
+        out = space(trial)
+        switched = out["switch_step"] != "never"
+        seen.add(switched)
+        assert ("lr_after_switch" in out) == switched
+        assert ("lr_after_switch" in trial.params) == switched
+        assert ("lrdehl" in out) == switched
+        assert ("lrdehl" in trial.params) == (switched and out["arch"] == "hybrid")
+        if switched and out["arch"] == "unet2d":
+            assert out["lrdehl"] == "mse"  # the per-architecture value wins
+        assert "lr" in out and "lr" in trial.params
+        study.tell(trial, 0.5)
+    assert seen == {True, False}

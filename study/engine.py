@@ -7,7 +7,7 @@ validation cases, whole volume per case, writes a checkpoint and calls
 to end the run early and cleanly (a plain-loop equivalent of an ASHA stop).
 
 Optimisation (SCIENCE.md "Optimisation"): Adam, betas (0.9, 0.99); the learning rate is
-halved every ``config.halve_every`` updates and multiplied by ``lr_after_switch`` from
+halved every ``config.halve_every`` updates (``config.halvings(step)``) and multiplied by ``lr_after_switch`` from
 ``switch_step`` on. L2 regularisation is the term ``l2/2 * sum(w**2)`` over the conv (and
 linear) weights added to the objective (biases and normalisation parameters are not
 penalised). It is applied through Adam's coupled ``weight_decay=l2`` on that parameter

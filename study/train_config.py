@@ -34,7 +34,8 @@ class TrainConfig:
     iterations: int = 40000
     eval_every: int = 1000
     batch_size: int = 4
-    lr_halve_every: int | None = None  # None = 5000 scaled to budget (5000*iterations/40000)
+    lr_halve_every: int | None = None  # None = 5000 scaled to budget (5000*iterations/40000,
+    #                                    unrounded: 7 halvings at any budget, as the report)
     patch: tuple[int, int, int] = (64, 64, 64)
     # 3D: share of tumor-free patches; 2D/2.5D: share of the tumor-free slices kept;
     # None = the kind's default (3D 0.5 = the report's balance, 2D/2.5D 1.0 = every slice)
@@ -50,16 +51,24 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ derived values
     @property
-    def halve_every(self) -> int:
-        """Effective lr halving period in iterations."""
+    def halve_every(self) -> float:
+        """Effective lr halving period in iterations: ``lr_halve_every``, else the reference
+        5000 of 40000 scaled to the budget, unrounded (20 iterations: 2.5)."""
         if self.lr_halve_every is not None:
             return int(self.lr_halve_every)
-        scaled = REFERENCE_HALVE_EVERY * self.iterations / REFERENCE_ITERATIONS
-        return max(1, int(round(scaled)))
+        return REFERENCE_HALVE_EVERY * self.iterations / REFERENCE_ITERATIONS
+
+    def halvings(self, step: int) -> int:
+        """Number of halvings applied at 0-based ``step``. Scaled: ``floor(8 * step /
+        iterations)`` in exact integer arithmetic, so every budget of at least 8 iterations
+        keeps the report's 7 halvings (a rounded period would give 9 at 20 iterations)."""
+        if self.lr_halve_every is not None:
+            return int(step) // int(self.lr_halve_every)
+        return (int(step) * REFERENCE_ITERATIONS) // (REFERENCE_HALVE_EVERY * int(self.iterations))
 
     def lr_at(self, step: int) -> float:
         """Learning rate used for the update at 0-based ``step``."""
-        lr = self.lr * 0.5 ** (step // self.halve_every)
+        lr = self.lr * 0.5 ** self.halvings(step)
         if self.switch_step is not None and step >= self.switch_step:
             lr *= self.lr_after_switch
         return lr

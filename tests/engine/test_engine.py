@@ -148,7 +148,28 @@ def test_lr_schedule_and_budget_scaling():
     assert [cfg.lr_at(s) for s in range(6)] == pytest.approx([1, 1, 0.5, 0.05, 0.025, 0.025])
     assert TrainConfig(iterations=40000).halve_every == 5000
     assert TrainConfig(iterations=400).halve_every == 50
-    assert TrainConfig(iterations=3).halve_every == 1
+    assert TrainConfig(iterations=3).halve_every == pytest.approx(0.375)
+
+
+@pytest.mark.parametrize("iterations", [20, 37, 120, 400, 40000])
+def test_scaled_schedule_keeps_the_reports_seven_halvings(iterations):
+    """Issue 13: round(5000*20/40000) = 2 gave 9 halvings in 20 iterations; the report has 7
+    (40000 iterations, halved every 5000: the last update runs at lr/2^7)."""
+    cfg = TrainConfig(lr=1.0, iterations=iterations)
+    lrs = [cfg.lr_at(s) for s in range(iterations)]
+    assert lrs[0] == 1.0 and lrs[-1] == 0.5**7
+    assert len(set(lrs)) == 8  # every halving step 0..7 is used
+    assert lrs == sorted(lrs, reverse=True)
+    # the halving at 1/8, 2/8, ... of the budget: floor(8 * step / iterations)
+    assert lrs == [0.5 ** (8 * s // iterations) for s in range(iterations)]
+
+
+def test_halvings_at_twenty_iterations_by_hand():
+    cfg = TrainConfig(lr=1.0, iterations=20)
+    halvings = [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 5, 5, 6, 6, 6, 7, 7]  # floor(0.4 * step)
+    assert [cfg.lr_at(s) for s in range(20)] == [0.5**h for h in halvings]
+    assert TrainConfig(lr=1.0, iterations=40000).lr_at(4999) == 1.0
+    assert TrainConfig(lr=1.0, iterations=40000).lr_at(5000) == 0.5
 
 
 def test_config_json_round_trip_and_errors():

@@ -156,16 +156,22 @@ def best_trials(trials: pl.DataFrame) -> pl.DataFrame:
     (falling back to ``best_val_dice`` where it is missing). A trial stopped early by
     ASHA never wins over one that trained longer, whatever its partial score.
     """
+    return ranked_trials(trials, 1).drop("rank")
+
+
+def ranked_trials(trials: pl.DataFrame, top: int) -> pl.DataFrame:
+    """The ``top`` best trials per (phase, arch), budget-aware, with a ``rank`` column (1 =
+    `best_trials`' choice): failed trials left out, then the highest budget reached first,
+    then the highest ``final_val_dice`` (else ``best_val_dice``), then trial id."""
     ok = trials.filter(pl.col("status") != "ERROR").with_columns(
         pl.coalesce("final_val_dice", "best_val_dice").fill_nan(None).alias("_score"))
     if ok.is_empty():
-        return ok.select(list(TRIAL_SCHEMA))
-    top = ok.with_columns(pl.col("budget").max().over("phase", "arch").alias("_top"))
-    top = top.filter(pl.col("budget") == pl.col("_top"))
-    top = top.sort(["phase", "arch", "_score", "trial"], descending=[False, False, True, False],
-                   nulls_last=True)
-    best = top.group_by("phase", "arch", maintain_order=True).first()
-    return best.select(list(TRIAL_SCHEMA))
+        return ok.select(list(TRIAL_SCHEMA)).with_columns(pl.lit(None, pl.Int64).alias("rank"))
+    ranked = ok.sort(["phase", "arch", "budget", "_score", "trial"],
+                     descending=[False, False, True, True, False], nulls_last=True)
+    ranked = ranked.with_columns(pl.int_range(1, pl.len() + 1).over("phase", "arch")
+                                 .cast(pl.Int64).alias("rank"))
+    return ranked.filter(pl.col("rank") <= top).select([*TRIAL_SCHEMA, "rank"])
 
 
 TABLE_METRICS = ("precision", "recall", "dice")

@@ -20,7 +20,8 @@ from study.errors import ConfigError, run_cli
 from study.io import ensure_writable_dir
 
 STUDY_JSON = "study.json"
-SAVED_ARGS = ("space", "data", "label", "phase", "samples", "budget", "seed", "max_concurrent")
+SAVED_ARGS = ("space", "data", "label", "phase", "samples", "budget", "seed", "split_seed",
+              "max_concurrent")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster; "
                    "default: a local Ray instance)")
     p.add_argument("--seed", type=int, help="study seed (default: the space's)")
+    p.add_argument("--split-seed", type=int, help="seed of the train/val/test split (default 0, "
+                   "fixed: runs with different --seed share their validation and test cases)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: budget's)")
     p.add_argument("--cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")

@@ -78,3 +78,49 @@ def test_command_line_entry_point_and_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["--bogus"])
     assert info.value.code == 2
+
+
+def _split_seed_used(monkeypatch, tmp_path, capsys, *argv) -> int:
+    import study.data
+    from study.errors import ConfigError
+
+    seen = []
+
+    def fake_prepare(data, **kw):  # stop the run right where the split is made
+        seen.append(kw["seed"])
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(study.data, "prepare", fake_prepare)
+    assert main(["--space", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "runs"),
+                 *argv]) == 2
+    assert "stop here" in _err(capsys)
+    return seen[0]
+
+
+def test_split_seed_is_fixed_and_separate_from_the_study_seed(monkeypatch, tmp_path, capsys):
+    """Issue 13: --seed 1 also changed the train/val/test split (the test cases)."""
+    assert _split_seed_used(monkeypatch, tmp_path, capsys, "--seed", "1", "--name", "a") == 0
+    assert _split_seed_used(monkeypatch, tmp_path, capsys, "--name", "b") == 0
+    assert _split_seed_used(monkeypatch, tmp_path, capsys, "--seed", "1", "--split-seed", "4",
+                            "--name", "c") == 4
+
+
+def test_split_seed_is_recorded_and_old_runs_keep_their_split(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from study.launch import build_parser
+    from study.tune import study as st
+
+    args = build_parser().parse_args(["--space", "smoke", "--seed", "3"])
+    s = st.StudySettings.from_args(args, tmp_path / "r")
+    assert (s.seed, s.split_seed, s.args["split_seed"]) == (3, 0, 0)
+    monkeypatch.setattr(st, "versions", dict)
+    monkeypatch.setattr(st, "hardware", dict)
+    prep = SimpleNamespace(label_name="tumor", fingerprint="f", settings={},
+                           split={"train": ["a"], "val": ["b"], "test": ["c"]})
+    meta = st._meta(s, prep, tmp_path, ["arterial"], ["hybrid"], None)
+    assert (meta["seed"], meta["split_seed"], meta["args"]["split_seed"]) == (3, 0, 0)
+    # a run started before split_seed existed was split with its study seed: resume keeps it
+    old = build_parser().parse_args(["--space", "smoke"])
+    old.seed = 3
+    assert st.StudySettings.from_args(old, tmp_path / "r", {"seed": 3}).split_seed == 3

@@ -38,6 +38,7 @@ class StudySettings:
     phases: list[str] | None
     args: dict
     report: bool = True
+    split_seed: int = 0  # train/val/test split; fixed, so --seed repeats share test cases
 
     @property
     def name(self) -> str:
@@ -56,8 +57,12 @@ class StudySettings:
             v = getattr(args, key, None)
             if v is not None and v < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} {v}: must be >= 1")
+        split_seed = getattr(args, "split_seed", None)
+        if split_seed is None:  # a run from before split_seed existed split with its seed
+            split_seed = (saved or {}).get("split_seed", (saved or {}).get("seed", 0))
         saved = {k: getattr(args, k, None) for k in ("space", "data", "label", "phase", "samples",
                                                      "budget", "seed", "max_concurrent")}
+        saved["split_seed"] = int(split_seed)
         saved["space"] = str(space.path)
         if saved["data"]:
             saved["data"] = str(Path(saved["data"]).expanduser().resolve())
@@ -66,7 +71,7 @@ class StudySettings:
                    trials=args.samples or budget.trials,
                    max_concurrent=args.max_concurrent or budget.max_concurrent,
                    data=saved["data"], label=args.label, phases=args.phase, args=saved,
-                   report=not getattr(args, "no_report", False))
+                   report=not getattr(args, "no_report", False), split_seed=int(split_seed))
 
 
 def _check_sizes(archs: list[str], params: dict, per_arch: dict, budget: Budget,
@@ -137,7 +142,8 @@ def _meta(s: StudySettings, prep, data: Path, phases: list[str], archs: list[str
         "budget": {"name": b.name, "iterations": b.iterations, "eval_every": b.eval_every,
                    "grid": list(b.grid), "trials": s.trials, "max_concurrent": s.max_concurrent,
                    "grace_period": b.grace_period, "reduction_factor": b.reduction_factor},
-        "seed": s.seed, "fingerprint": prep.fingerprint, "preprocessing": prep.settings,
+        "seed": s.seed, "split_seed": s.split_seed, "fingerprint": prep.fingerprint,
+        "preprocessing": prep.settings,
         "split": {k: list(v) for k, v in prep.split.items()}, "trainable": s.space.trainable,
         "args": s.args, "versions": versions(), "hardware": hardware(),
         "started": (saved or {}).get("started")
@@ -154,7 +160,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     t0 = time.time()
     data = Path(s.data) if s.data else default_phantom()
     b = s.budget
-    prep = prepare(data, label=s.label, grid=b.grid, seed=s.seed)
+    prep = prepare(data, label=s.label, grid=b.grid, seed=s.split_seed)
     phases = list(s.phases or b.phases or s.space.phases or prep.phases)
     where = str(s.space.path)
     unknown = [p for p in phases if p not in prep.phases]
@@ -183,7 +189,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     run_common = {"trainable": s.space.trainable, "fake": s.space.fake,
                   "all_phases": list(prep.phases), "iterations": b.iterations,
                   "eval_every": b.eval_every, "seed": s.seed, "data": str(data),
-                  "label": s.label, "grid": list(b.grid), "data_seed": s.seed,
+                  "label": s.label, "grid": list(b.grid), "data_seed": s.split_seed,
                   "cache_root": str(resolve_cache_root(None)),
                   "val_cases": list(prep.split["val"])}
     tune_s = dict((saved or {}).get("tune_s") or {})  # tuning wall time per phase, summed

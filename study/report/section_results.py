@@ -12,6 +12,12 @@ from study.report.html import cell, esc, figure, fmt, message, note, table
 from study.report.load import Run
 
 
+# Every metric is defined for every case (study.metrics.case_metrics never gives NaN), so a
+# dash can only mean a missing value.
+DASH_NOTE = ("– = not evaluated. Every metric is defined for every case: a case with no tumor "
+             "predicted scores precision 0 (recall 0, Dice 0), and 1 when the truth is empty too.")
+
+
 def expected_phases(run: Run) -> list[str]:
     """Phases of a run: study.json "phases" first, then any seen in its tables."""
     phases = [str(p) for p in (run.meta.get("phases") or []) if isinstance(p, str | int)]
@@ -50,7 +56,7 @@ def case_table_html(wide: pl.DataFrame, best: pl.DataFrame, show_run: bool) -> s
         for c in [*cases, "mean"]:
             v = r.get(c)
             cls = "best" if f.get(c) else ("na" if v is None else "")
-            tds.append(cell(fmt(v, r["metric"]), cls, title="undefined or not evaluated" if v is None else ""))
+            tds.append(cell(fmt(v, r["metric"]), cls, title="not evaluated" if v is None else ""))
         rows.append(tds)
     return table(headers, rows, header_html=True)
 
@@ -92,7 +98,7 @@ def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataF
         "Test set, one column per test case (number and case id), the mean over the row's cases "
         "last. Each row block is the best trial (by validation Dice) of one architecture for one "
         "phase. Highlighted: the best value of each column among the architectures of a phase "
-        "(lowest for HD95, highest otherwise). – = undefined (e.g. no tumor predicted) or not evaluated."
+        "(lowest for HD95, highest otherwise). " + DASH_NOTE
     )]
     parts.append(note(_grid_words(tables.test_grids(metrics))))
     for run in runs:

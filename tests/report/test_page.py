@@ -114,3 +114,22 @@ def test_degenerate_studies_give_pages(tmp_path, case):
         assert "no validation results yet: no learning curves" in page
         assert "no trial with a validation result: no optimization history" in page
         assert "parameter importances need at least two finished trials" in page
+
+
+def test_dash_means_not_evaluated_never_an_empty_prediction(run_dir):
+    """Issue 13: the note said '– = undefined (e.g. no tumor predicted)', but an empty
+    prediction scores precision 0 (study.metrics); a dash is only a missing value."""
+    from study.report.load import load_runs
+    from study.report.section_results import results_section
+
+    runs = load_runs([run_dir])
+    m = runs[0].metrics
+    html = results_section(runs, m, runs[0].trials)
+    assert "no tumor predicted) or not evaluated" not in html
+    assert "– = not evaluated." in html and "no tumor predicted scores precision 0" in html
+    assert 'class="na"' not in html  # every case of the fixture is evaluated
+    # drop one value: that cell, and only it, is a dash
+    gone = m.filter(~((m["split"] == "test") & (m["case"] == "case_c") & (m["metric"] == "dice")
+                      & (m["phase"] == "portal") & (m["arch"] == "hybrid")))
+    html = results_section(runs, gone, runs[0].trials)
+    assert html.count('title="not evaluated"') == 1

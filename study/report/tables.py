@@ -232,3 +232,121 @@ def trials_view(trials: pl.DataFrame) -> pl.DataFrame:
     ).sort(["run", "phase", "best_val_dice"], descending=[False, False, True], nulls_last=True).select(
         *cols, "config"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Uncertainty (issue 13): bootstrap CIs of the means of Table 1, paired Wilcoxon tests between
+# the architectures of a phase and between the phases of an architecture, budget flags.
+
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+ALPHA = 0.05
+CI_SCHEMA = {"run": pl.String, "phase": pl.String, "arch": pl.String, "metric": pl.String,
+             "n": pl.Int64, "mean": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
+
+
+def bootstrap_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED,
+                 n_resamples: int = BOOTSTRAP_RESAMPLES,
+                 confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Percentile bootstrap CI of the mean over cases (``scipy.stats.bootstrap``, resamples
+    drawn from ``default_rng(seed)``: the same values always give the same interval). None
+    with fewer than two values."""
+    import numpy as np
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if x.size < 2:
+        return None
+    res = stats.bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                          method="percentile", rng=np.random.default_rng(seed))
+    ci = res.confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def mean_cis(results: pl.DataFrame, metrics: Sequence[str] = SEED_METRICS) -> pl.DataFrame:
+    """One row per (run, phase, arch, metric) of :func:`test_results`: ``n`` (finite values),
+    ``mean`` and its 95% bootstrap CI ``ci_low``/``ci_high`` (null when n < 2)."""
+    rows = results.filter(pl.col("metric").is_in(list(metrics)))
+    out = []
+    for key, grp in rows.group_by(["run", "phase", "arch", "metric"], maintain_order=True):
+        vals = [v for v in grp.get_column("value").to_list() if v is not None and math.isfinite(v)]
+        ci = bootstrap_ci(vals)
+        out.append({"run": key[0], "phase": key[1], "arch": key[2], "metric": key[3],
+                    "n": len(vals), "mean": sum(vals) / len(vals) if vals else None,
+                    "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None})
+    return pl.DataFrame(out, schema=CI_SCHEMA)
+
+
+PAIRED_SCHEMA = {"run": pl.String, "compare": pl.String, "within": pl.String, "a": pl.String,
+                 "b": pl.String, "metric": pl.String, "n": pl.Int64, "median_diff": pl.Float64,
+                 "statistic": pl.Float64, "p_value": pl.Float64, "verdict": pl.String}
+
+
+def wilcoxon_pair(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Paired Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, two-sided, its default
+    zero handling and method) of per-case values ``a`` vs ``b``: n, median of ``a - b``,
+    statistic, p-value. Every difference zero: p = 1 (nothing to tell apart)."""
+    import numpy as np
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = x - y
+    out = {"n": int(d.size), "median_diff": float(np.median(d)) if d.size else None,
+           "statistic": None, "p_value": None}
+    if d.size == 0:
+        return out
+    if np.all(d == 0):
+        return {**out, "statistic": 0.0, "p_value": 1.0}
+    res = stats.wilcoxon(x, y)
+    return {**out, "statistic": float(res.statistic), "p_value": float(res.pvalue)}
+
+
+def verdict(p_value: float | None, median_diff: float | None, a: str, b: str,
+            alpha: float = ALPHA) -> str:
+    """The test's result in words."""
+    if p_value is None or not math.isfinite(p_value):
+        return "no paired cases: not tested"
+    if p_value < alpha:
+        better = a if (median_diff or 0) > 0 else b
+        return f"distinguishable at {alpha:.0%}: {better} higher"
+    return f"not distinguishable at {alpha:.0%}"
+
+
+def paired_tests(results: pl.DataFrame, metric: str = "dice") -> pl.DataFrame:
+    """Paired Wilcoxon tests on per-case ``metric`` of :func:`test_results`: every pair of
+    architectures within a (run, phase) (``compare == "architectures"``, ``within`` = the
+    phase) and every pair of phases within a (run, arch) (``compare == "phases"``, ``within``
+    = the architecture), paired by test case (cases where both have a finite value).
+    ``median_diff`` = median of ``a - b``; ``verdict`` in words at 5%."""
+    rows = results.filter((pl.col("metric") == metric) & pl.col("value").is_not_null())
+    out = []
+    for compare, within, across, order in (("architectures", "phase", "arch", arch_key),
+                                           ("phases", "arch", "phase", natural_str)):
+        for (run, w), grp in sorted(rows.group_by(["run", within]), key=lambda g: g[0]):
+            per = {k: dict(zip(g.get_column("case"), g.get_column("value"), strict=True))
+                   for (k,), g in grp.group_by([across])}
+            names = sorted(per, key=order)
+            for i, a in enumerate(names):
+                for b in names[i + 1:]:
+                    cases = sorted(set(per[a]) & set(per[b]), key=natural_key)
+                    t = wilcoxon_pair([per[a][c] for c in cases], [per[b][c] for c in cases])
+                    out.append({"run": run, "compare": compare, "within": w, "a": a, "b": b,
+                                "metric": metric, **t,
+                                "verdict": verdict(t["p_value"], t["median_diff"], a, b)})
+    return pl.DataFrame(out, schema=PAIRED_SCHEMA)
+
+
+def budget_flags(results: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
+    """Per (run, phase, arch) of :func:`test_results`: the tested trial's ``budget`` (iterations
+    reached), ``max_budget`` and ``full`` (False when it stopped before the full budget: ASHA
+    or a time limit stopped every trial of that architecture). Unknown budgets: ``full`` null."""
+    keys = results.select("run", "phase", "arch", "trial").unique()
+    cols = [c for c in ("budget", "max_budget") if c in trials.columns]
+    info = trials.select("run", "trial", *cols).unique(subset=["run", "trial"])
+    for c in ("budget", "max_budget"):
+        if c not in info.columns:
+            info = info.with_columns(pl.lit(None, pl.Int64).alias(c))
+    return (keys.join(info, on=["run", "trial"], how="left")
+            .with_columns((pl.col("budget") >= pl.col("max_budget")).alias("full"))
+            .sort(["run", "phase", "arch"]))

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from study.metrics import KEYS, binarize, case_metrics, mean_metrics, z_continuity
 
@@ -138,3 +139,79 @@ def test_mean_metrics():
     b = {"dice": 1.0, "hd95": 4.0}
     assert mean_metrics([a, b]) == {"dice": 0.75, "hd95": 3.0}
     assert mean_metrics([]) == {}
+
+
+def test_hd95_ignores_a_small_far_outlier_that_max_hd_sees():
+    # A 12^3 block predicted exactly, plus one stray voxel 22 mm away: under 5 % of the
+    # surface points, so the 95th percentile stays 0 while the maximum (Hausdorff) is 22.2
+    # and the mean surface distance is small but not 0.
+    truth = np.zeros((40, 20, 20), bool)
+    truth[4:16, 4:16, 4:16] = True
+    pred = truth.copy()
+    pred[37, 17, 17] = True
+    m = case_metrics(pred, truth, SP)
+    assert m["hd95"] == pytest.approx(0.0, abs=1e-9)
+    from monai.metrics import compute_hausdorff_distance
+
+    full = float(compute_hausdorff_distance(pred[None, None], truth[None, None],
+                                            include_background=True, spacing=list(SP)))
+    assert full == pytest.approx(math.sqrt(22**2 + 2**2 + 2**2))  # the outlier is far
+
+
+def test_hd95_is_the_larger_directed_distance_for_a_prediction_inside_the_truth():
+    # Truth = slab x = 2..8, prediction = plane x = 3 inside it. Prediction -> truth: every
+    # point is 1 voxel from the face x = 2; truth -> prediction: face x = 2 is 1 voxel away,
+    # face x = 8 is 5 voxels away, so its 95th percentile is 5 voxels = 10 mm at 2 mm in x.
+    truth, pred = vol(), vol()
+    truth[2:9] = True
+    pred[3] = True
+    sp = (2.0, 0.7, 3.0)
+    assert case_metrics(pred, truth, sp)["hd95"] == pytest.approx(10.0)
+    assert case_metrics(truth, pred, sp)["hd95"] == pytest.approx(10.0)  # symmetric
+
+
+class _Ramp2d(torch.nn.Module):
+    """2D model whose probability is ~1 where the input channel is 1, ~0 where it is 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(40.0)
+            self.conv.bias.fill_(-20.0)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _PlanesPrep:
+    """Two cases: truth = plane x = 2, image (the model's prediction) = plane x = 5, each
+    with its own anisotropic voxel size; ``spacing`` (the mean) is deliberately neither."""
+
+    spacings = {"a": (2.0, 0.7, 3.0), "b": (0.5, 1.0, 4.0)}
+    spacing = (1.0, 1.0, 1.0)
+
+    def image(self, case, phases):
+        img = np.zeros((1, 12, 10, 6), np.float32)
+        img[0, 5] = 1.0
+        return img
+
+    def mask(self, case):
+        m = np.zeros((12, 10, 6), np.uint8)
+        m[2] = 1
+        return m
+
+    def case_spacing(self, case):
+        return self.spacings[case]
+
+
+def test_evaluate_passes_each_cases_anisotropic_spacing_to_hd95():
+    from study.engine import TrainConfig, evaluate
+
+    rows = evaluate(_Ramp2d().eval(), TrainConfig(arch="unet2d", phases=("arterial",)),
+                    _PlanesPrep(), ["a", "b"])
+    got = {r["case"]: r["value"] for r in rows if r["metric"] == "hd95"}
+    # 3 voxels along x: 3 * 2.0 mm and 3 * 0.5 mm (not the mean spacing, not z's)
+    assert got == {"a": pytest.approx(6.0), "b": pytest.approx(1.5)}
+    dice = {r["case"]: r["value"] for r in rows if r["metric"] == "dice"}
+    assert dice == {"a": 0.0, "b": 0.0}

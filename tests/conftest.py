@@ -7,12 +7,20 @@
 * ``small_phantom`` (session): 6-case phantom at native 80x64x16 (path).
 * ``prepared`` (session): ``small_phantom`` prepared at grid (64, 48, 16), cache in a temp
   dir; split train 4 / val 1 / test 1. Read-only: do not modify its files.
+* ``tiny_run`` (session): a finished run without Ray, for study.predict / evaluate / export:
+  five tiny engine-trained models on ``prepared`` (arterial/unet2d x2 = ranks 1 and 2,
+  arterial/hybrid, portal/unet2d, arterial/unet3d), laid out as ``study.launch`` leaves a run
+  (study.json, dataset.json, trials.parquet) and evaluated by the real final evaluation
+  (`study.tune.final.evaluate_best`: native test rows on the test + val case, predictions/,
+  best/). Read-only: ``copy_run()`` gives a writable copy. ``case_inputs`` (session): those
+  two cases' raw image files, as a user hands them in.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +107,68 @@ def prepared(small_phantom, tmp_path_factory):
 
     return prepare(small_phantom, grid=SMALL_GRID, cache_root=tmp_path_factory.mktemp("prep_cache"),
                    progress=False)
+
+
+NAME = "tiny"
+MODELS = [  # trial, phase, arch, base, lr, final val dice (ranks within a group follow it)
+    ("a1", "arterial", "unet2d", 4, 3e-3, 0.6),
+    ("a2", "arterial", "unet2d", 4, 1e-3, 0.5),
+    ("h1", "arterial", "hybrid", 4, 3e-3, 0.4),
+    ("p1", "portal", "unet2d", 4, 3e-3, 0.3),
+    ("u1", "arterial", "unet3d", 2, 3e-3, 0.2),
+]
+
+
+def _train(prep, work: Path, trial, phase, arch, base, lr) -> Path:
+    from study.engine import TrainConfig, train
+
+    cfg = TrainConfig(arch=arch, phases=(phase,), base_channels=base, lr=lr, iterations=3,
+                      eval_every=3, batch_size=2, patch=(16, 16, 16), seed=len(trial) + ord(trial[0]))
+    return Path(train(cfg, prep, workdir=work / trial)["checkpoint_dir"])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(prepared, small_phantom, tmp_path_factory) -> Path:
+    from study.results import ResultsStore
+    from study.tune.final import evaluate_best
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    run = base / NAME
+    run.mkdir()
+    store = ResultsStore(run)
+    for trial, phase, arch, width, lr, score in MODELS:
+        ckpt = _train(prepared, base / "work", trial, phase, arch, width, lr)
+        store.add_trial({"study": NAME, "trial": trial, "arch": arch, "phase": phase,
+                         "config": json.dumps({"arch": arch, "lr": lr}), "budget": 3,
+                         "max_budget": 3, "status": "TERMINATED", "stop_reason": None,
+                         "best_val_dice": score, "wall_s": 1.0, "final_val_dice": score,
+                         "checkpoint": str(ckpt), "node": "test"})
+    store.flush()
+    meta = {"name": NAME, "data": str(small_phantom), "label": "tumor",
+            "phases": ["arterial", "portal"], "archs": ["unet2d", "hybrid", "unet3d"],
+            "budget": {"grid": list(prepared.grid)}, "preprocessing": prepared.settings,
+            "split": prepared.split}
+    (run / "study.json").write_text(json.dumps(meta, indent=1))
+    shutil.copy(small_phantom / "dataset.json", run / "dataset.json")
+    cases = list(prepared.split["test"]) + list(prepared.split["val"])  # two cases to score
+    evaluate_best(run, NAME, prepared, cases, trainable="engine",
+                  log=lambda *_: None)
+    return run
+
+
+@pytest.fixture
+def copy_run(tiny_run, tmp_path):
+    def copy(name: str = NAME) -> Path:
+        return Path(shutil.copytree(tiny_run, tmp_path / name, symlinks=True))
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def case_inputs(small_phantom, prepared, tmp_path_factory) -> Path:
+    """The test cases' raw image files (all channels), as a user would hand them in."""
+    folder = tmp_path_factory.mktemp("inputs")
+    for case in prepared.split["test"] + prepared.split["val"]:
+        for f in sorted((small_phantom / "imagesTr").glob(f"{case}_*.nii.gz")):
+            shutil.copy(f, folder / f.name)
+    return folder

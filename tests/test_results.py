@@ -127,3 +127,22 @@ def test_drop_phase_keeps_other_phases(tmp_path):
     drop_phase(tmp_path, "s", "arterial")
     assert read_metrics(tmp_path)["trial"].to_list() == ["b"]
     assert read_trials(tmp_path)["trial"].to_list() == ["b"]
+
+
+def test_best_trials_each_rule_changes_the_winner():
+    # One (phase, arch) group per rule; dropping that rule picks another trial there.
+    trials = pl.DataFrame([
+        # failed trials never win, even at the top rung with the top score
+        _t("err", 40, 0.99, status="ERROR"),
+        _t("ok", 40, 0.50),
+        # the highest rung reached wins over a better partial score
+        _t("deep", 40, 0.30, arch="unet2d"),
+        _t("shallow", 20, 0.90, arch="unet2d"),
+        # final_val_dice ranks; best_val_dice only where final is missing
+        _t("a_nofinal", 40, None, phase="portal", best=0.20),
+        _t("b_nofinal", 40, None, phase="portal", best=0.80),
+        _t("z_final", 40, 0.60, phase="portal", best=0.99),
+    ], schema=TRIAL_SCHEMA)
+    got = {(r["phase"], r["arch"]): r["trial"] for r in best_trials(trials).iter_rows(named=True)}
+    assert got == {("arterial", "hybrid"): "ok", ("arterial", "unet2d"): "deep",
+                   ("portal", "hybrid"): "b_nofinal"}

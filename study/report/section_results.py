@@ -28,8 +28,15 @@ def expected_phases(run: Run) -> list[str]:
     return phases
 
 
-def case_table_html(wide: pl.DataFrame, best: pl.DataFrame, show_run: bool) -> str:
-    """Rows (run, phase, arch, metric); one column per case ("1" + id) and the mean."""
+def case_table_html(wide: pl.DataFrame, best: pl.DataFrame, show_run: bool, *,
+                    cis: pl.DataFrame | None = None, flags: pl.DataFrame | None = None) -> str:
+    """Rows (run, phase, arch, metric); one column per case ("1" + id) and the mean.
+    ``cis`` (tables.mean_cis) adds the 95% CI under each mean; ``flags`` (tables.budget_flags)
+    marks an architecture whose tested trial stopped before the full budget (†)."""
+    ci = {} if cis is None else {(r["run"], r["phase"], r["arch"], r["metric"]): r
+                                 for r in cis.to_dicts()}
+    short = {} if flags is None else {(r["run"], r["phase"], r["arch"]): r
+                                      for r in flags.filter(pl.col("full") == False).to_dicts()}  # noqa: E712
     cases = [c for c in tables.value_columns(wide) if c != "mean"]
     headers = (["Run"] if show_run else []) + ["Phase", "Model", "Metric"]
     headers = [esc(h) for h in headers]
@@ -51,12 +58,22 @@ def case_table_html(wide: pl.DataFrame, best: pl.DataFrame, show_run: bool) -> s
             tds.append(cell(esc(r["phase"]), "k", group_len[pkey]))
         if akey not in seen:
             seen.add(akey)
-            tds.append(cell(esc(r["arch"]), "k", group_len[akey]))
+            cut = short.get(akey)
+            mark = "" if cut is None else (f'<br><small class="flag">† {cut["budget"]} of '
+                                           f'{cut["max_budget"]} iterations</small>')
+            tds.append(cell(esc(r["arch"]) + mark, "k", group_len[akey],
+                            title="" if cut is None else "the tested trial did not reach the "
+                            "full budget"))
         tds.append(cell(esc(tables.METRIC_LABELS.get(r["metric"], r["metric"])), "k"))
-        for c in [*cases, "mean"]:
-            v = r.get(c)
-            cls = "best" if f.get(c) else ("na" if v is None else "")
-            tds.append(cell(fmt(v, r["metric"]), cls, title="not evaluated" if v is None else ""))
+        for col in [*cases, "mean"]:
+            v = r.get(col)
+            cls = "best" if f.get(col) else ("na" if v is None else "")
+            text = fmt(v, r["metric"])
+            c = ci.get((r["run"], r["phase"], r["arch"], r["metric"])) if col == "mean" else None
+            if c is not None and c["ci_low"] is not None:
+                text += (f'<br><small class="ci">[{fmt(c["ci_low"], r["metric"])}, '
+                         f'{fmt(c["ci_high"], r["metric"])}]</small>')
+            tds.append(cell(text, cls, title="not evaluated" if v is None else ""))
         rows.append(tds)
     return table(headers, rows, header_html=True)
 
@@ -71,11 +88,52 @@ def seed_table_html(comp: pl.DataFrame) -> str:
     return table(headers, rows, row_classes=classes)
 
 
-def _block(results: pl.DataFrame, metrics: Sequence[str], show_run: bool) -> str:
+def _block(results: pl.DataFrame, metrics: Sequence[str], show_run: bool,
+           trials: pl.DataFrame | None = None) -> str:
     wide = tables.case_table(results, metrics)
     if wide.is_empty():
         return message("none of these metrics in the test results")
-    return case_table_html(wide, tables.best_cells(wide), show_run)
+    flags = None if trials is None else tables.budget_flags(results, trials)
+    return case_table_html(wide, tables.best_cells(wide), show_run,
+                           cis=tables.mean_cis(results, metrics), flags=flags)
+
+
+CI_NOTE = (f"Under each mean: its 95% bootstrap confidence interval over the test cases "
+           f"(percentile method, scipy.stats.bootstrap, {tables.BOOTSTRAP_RESAMPLES:,} resamples, "
+           f"seed {tables.BOOTSTRAP_SEED}); none with fewer than two cases. With a handful of "
+           f"test cases these intervals are wide: a difference between means inside them is "
+           f"usually noise.")
+
+
+def paired_table_html(tests: pl.DataFrame, show_run: bool) -> str:
+    """The paired Wilcoxon tests (tables.paired_tests) as a table, the verdict in words."""
+    headers = (["Run"] if show_run else []) + [
+        "Compared", "Within", "A", "B", "Cases", "Median Dice difference (A − B)", "p-value",
+        "Result"]
+    rows = []
+    for r in tests.to_dicts():
+        p = r["p_value"]
+        rows.append(([cell(esc(r["run"]), "k")] if show_run else []) + [
+            cell(esc(r["compare"]), "k"), cell(esc(r["within"]), "k"), cell(esc(r["a"])),
+            cell(esc(r["b"])), cell(str(r["n"])), cell(fmt(r["median_diff"], "dice")),
+            cell("–" if p is None else f"{p:.4f}"), cell(esc(r["verdict"]))])
+    return table(headers, rows)
+
+
+def paired_section(results: pl.DataFrame, show_run: bool) -> str:
+    tests = tables.paired_tests(results, "dice")
+    parts = ["<h3>Paired comparisons: Wilcoxon signed-rank on per-case Dice</h3>"]
+    if tests.is_empty():
+        return "".join(parts) + message("only one architecture and one phase tested: nothing "
+                                        "to compare")
+    parts.append(note(
+        "Each pair of architectures tested on a phase, and each pair of phases of an "
+        "architecture, compared case by case on the same test cases (scipy.stats.wilcoxon, "
+        "two-sided). Median difference = median over cases of A − B. 'not distinguishable at "
+        "5%' means p ≥ 0.05: the test cases do not show that one is better. With n cases the "
+        "smallest possible p is 2 / 2^n (0.25 with 3 cases, 0.0078 with 8)."))
+    parts.append(paired_table_html(tests, show_run))
+    return "".join(parts)
 
 
 def _grid_words(grids: dict[str, str]) -> str:
@@ -112,13 +170,20 @@ def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataF
         return "".join(parts)
     show_run = len(runs) > 1
     parts.append("<h3>Table 1 of the seed: precision, recall, Dice per test case</h3>")
-    parts.append(_block(results, tables.SEED_METRICS, show_run))
+    parts.append(note(CI_NOTE))
+    flags = tables.budget_flags(results, trials)
+    if flags.filter(pl.col("full") == False).height:  # noqa: E712
+        parts.append(note("† = the tested trial of that architecture stopped before the full "
+                          "budget (ASHA or the time limit stopped every trial of it): the "
+                          "numbers come from a shorter training, with the iterations it reached."))
+    parts.append(_block(results, tables.SEED_METRICS, show_run, trials))
+    parts.append(paired_section(results, show_run))
     parts.append("<h3>Beyond the seed: HD95, lesion detection, z-continuity</h3>")
     parts.append(note("HD95: 95th percentile Hausdorff distance in mm (lower is better). Lesion "
                       "recall / precision: fraction of true / predicted connected lesions that "
                       "overlap the other mask. z-continuity: agreement of the prediction between "
                       "neighbouring axial slices (higher is smoother)."))
-    parts.append(_block(results, tables.EXTRA_METRICS, show_run))
+    parts.append(_block(results, tables.EXTRA_METRICS, show_run, trials))
     parts.append("<h3>Reference: the seed's published means (Table 1 of the report)</h3>")
     parts.append(note("Seed rows (italic) are the course report's means over its 8 test cases; the "
                       "rows below each are this study's means for the corresponding architectures "

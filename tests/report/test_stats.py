@@ -99,3 +99,25 @@ def test_budget_flags():
     assert flags.select("arch", "budget", "full").to_dicts() == [
         {"arch": "hybrid", "budget": 20, "full": False},
         {"arch": "unet2d", "budget": 40, "full": True}]
+
+
+def test_results_section_shows_cis_paired_tests_and_flags(run_dir):
+    from study.report.section_results import results_section
+
+    runs = load_runs([run_dir])
+    metrics, trials = runs[0].metrics, runs[0].trials
+    html = results_section(runs, metrics, trials)
+    # arterial / unet2d precision: mean 0.5833 over 0.5, 0.25, 1.0 -> CI [0.25, 1.0]
+    assert '0.5833<br><small class="ci">[0.2500, 1.0000]</small>' in html
+    assert "95% bootstrap confidence interval" in html
+    assert "Paired comparisons: Wilcoxon signed-rank on per-case Dice" in html
+    # 3 cases: the smallest two-sided p is 0.25, so nothing is distinguishable
+    assert html.count("not distinguishable at 5%</td>") == 2 + 2  # 2 phases + 2 archs
+    assert "†" not in html  # every tested trial reached the full budget (30 of 30)
+    short = trials.with_columns(
+        pl.when((pl.col("phase") == "portal") & (pl.col("arch") == "hybrid")
+                & (pl.col("status") == "TERMINATED")).then(20).otherwise(pl.col("budget"))
+        .alias("budget"))
+    html = results_section(runs, metrics, short)
+    assert html.count('<small class="flag">† 20 of 30 iterations</small>') == 2  # both tables
+    assert "stopped before the full budget" in html

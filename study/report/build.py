@@ -14,6 +14,7 @@ from study.report.load import Run, all_metrics, all_trials, load_runs
 from study.report.section_media import pictures_section, provenance_section
 from study.report.section_results import results_section
 from study.report.section_study import study_section
+from study.report.section_use import use_section
 
 
 def render(runs: Sequence[Run], *, max_cases: int = 3, generated: str | None = None) -> str:
@@ -35,6 +36,7 @@ def render(runs: Sequence[Run], *, max_cases: int = 3, generated: str | None = N
             ("study", "2. The study", study_section(runs, metrics, trials)),
             ("pictures", "3. Pictures", pictures_section(runs, max_cases)),
             ("provenance", "4. Provenance", provenance_section(runs, generated)),
+            ("use", "5. Use the models", use_section(runs)),
         ]
     subtitle = (f"{len(runs)} run(s) · {trials.height} trial(s) · liver-tumor segmentation, "
                 f"multi-phase MRI · generated {generated}")

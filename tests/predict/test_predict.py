@@ -173,3 +173,12 @@ def test_evaluate_lists_one_sided_cases_and_computes_by_hand(write_nifti, tmp_pa
     assert evaluate([str(labels), str(preds)]) == 0
     m = json.loads((preds / "summary.json").read_text())["metric_per_case"][0]["metrics"]
     assert m["fn"] == 5
+
+
+def test_report_links_the_prediction_command_and_says_native_grid(tiny_run, tmp_path):
+    from study.report import build_report
+
+    html = build_report(tiny_run, tmp_path / "r.html").read_text()
+    assert f"python -m study.predict {tiny_run} -i NEW_SCANS/ -o MASKS/" in html
+    assert f"python -m study.export {tiny_run} -o tiny-model.zip" in html
+    assert "Measured on the native grid" in html

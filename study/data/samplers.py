@@ -21,11 +21,11 @@ number of selected slices) sets ``len()``; 2D/2.5D indices wrap around.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
-from fractions import Fraction
 
 from study.errors import ConfigError
 

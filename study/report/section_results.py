@@ -11,7 +11,6 @@ from study.report import figures, tables
 from study.report.html import cell, esc, figure, fmt, message, note, table
 from study.report.load import Run
 
-
 # Every metric is defined for every case (study.metrics.case_metrics never gives NaN), so a
 # dash can only mean a missing value.
 DASH_NOTE = ("– = not evaluated. Every metric is defined for every case: a case with no tumor "

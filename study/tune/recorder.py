@@ -54,7 +54,7 @@ def _finite(v) -> float | None:
 
 def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict | None,
               max_budget: int, best: float | None, checkpoint: str | None,
-              error: str | None) -> dict:
+              error: str | None, stopped_by: str = "ASHA") -> dict:
     last = last or {}
     params = searched_params(config)
     budget = int(last.get("iteration") or 0)
@@ -67,7 +67,7 @@ def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict
     elif budget >= max_budget:
         status, reason = "TERMINATED", "full budget"
     else:
-        status, reason = "STOPPED", f"stopped by ASHA at iteration {budget}"
+        status, reason = "STOPPED", f"stopped by {stopped_by} at iteration {budget}"
     final = _finite(last.get("val_dice"))
     best = _finite(best)
     return {
@@ -83,8 +83,9 @@ def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict
 
 class Recorder(tune.Callback):
     def __init__(self, run_dir: str | Path, study: str, phase: str, max_budget: int,
-                 flush_every_s: float = 5.0):
+                 flush_every_s: float = 5.0, deadline: float | None = None):
         self.store = ResultsStore(run_dir)
+        self.deadline = deadline  # time.time() when the phase's time budget ends
         self.study, self.phase, self.max_budget = study, phase, int(max_budget)
         self.flush_every_s = flush_every_s
         self._last_flush = 0.0
@@ -142,7 +143,8 @@ class Recorder(tune.Callback):
         row = trial_row(
             study=self.study, phase=self.phase, trial_id=trial.trial_id, config=trial.config,
             last=trial.last_result, max_budget=self.max_budget, best=best,
-            checkpoint=ckpt.path if ckpt is not None else None, error=error)
+            checkpoint=ckpt.path if ckpt is not None else None, error=error,
+            stopped_by=self._stopper())
         if ckpt is not None and error is None and Path(ckpt.path).is_dir():
             # if the driver dies before Ray's next experiment snapshot, a restore would
             # resume this trial from this checkpoint: the marker makes it end at once
@@ -151,6 +153,11 @@ class Recorder(tune.Callback):
                               json.dumps({"status": row["status"], "budget": row["budget"]}))
         self.store.add_trial(row)
         self.flush()
+
+    def _stopper(self) -> str:
+        """Who ends a trial before its full budget: the time budget once it has passed."""
+        deadline = getattr(self, "deadline", None)  # a Recorder pickled by an older version
+        return "the time budget" if deadline and time.time() >= deadline - 1.0 else "ASHA"
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._trial(trial, None)

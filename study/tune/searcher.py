@@ -75,10 +75,19 @@ def searched_params(config: dict) -> dict:
 class BudgetAwareOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that records budget: steps are iterations; early-stopped -> PRUNED."""
 
-    def __init__(self, *args, max_iterations: int, step_attr: str = "iteration", **kwargs):
+    def __init__(self, *args, max_iterations: int, step_attr: str = "iteration",
+                 start_with: list[dict] | None = None, **kwargs):
+        self._start_with = [dict(p) for p in start_with or []]
         super().__init__(*args, **kwargs)
         self._max_iterations = int(max_iterations)
         self._step_attr = step_attr
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        # configurations to evaluate first (the space's start_with:), asked before TPE's;
+        # skip_if_exists: a new Tuner on the same Optuna study (resume fallback) adds none twice
+        for point in getattr(self, "_start_with", []):
+            self._ot_study.enqueue_trial(point, skip_if_exists=True)
 
     def _report(self, trial_id: str, result: dict | None) -> None:
         if not result or trial_id not in self._ot_trials:

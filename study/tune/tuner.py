@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,8 @@ class PhasePlan:
     verbose: int = 1
     flush_every_s: float = 5.0
     extra_callbacks: list = field(default_factory=list)
+    start_with: list[dict] = field(default_factory=list)  # Optuna-named params, asked first
+    time_budget_s: float | None = None  # Ray Tune's time_budget_s for this phase
 
     @property
     def exp_dir(self) -> Path:
@@ -97,22 +100,23 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
         sampler=optuna.samplers.TPESampler(seed=plan.seed),
         study_name=plan.optuna_study,
         storage=optuna.storages.RDBStorage(plan.optuna_url),
-        max_iterations=plan.iterations,
+        max_iterations=plan.iterations, start_with=plan.start_with,
     )
     scheduler = ResumableASHA(
         time_attr="iteration", metric=METRIC, mode=MODE, max_t=plan.iterations,
         grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
         run_dir=plan.run_dir, study=plan.study, phase=plan.phase,
     )
+    deadline = time.time() + plan.time_budget_s if plan.time_budget_s else None
     recorder = Recorder(plan.run_dir, plan.study, plan.phase, plan.iterations,
-                        flush_every_s=plan.flush_every_s)
+                        flush_every_s=plan.flush_every_s, deadline=deadline)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler,
             num_samples=plan.trials if trials is None else trials,
             max_concurrent_trials=plan.max_concurrent, reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
+            trial_dirname_creator=trial_dirname, time_budget_s=plan.time_budget_s,
         ),
         run_config=tune.RunConfig(
             name=plan.phase, storage_path=str((plan.run_dir / "ray").resolve()),
@@ -163,9 +167,16 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
             shutil.rmtree(plan.exp_dir)
             drop_phase(plan.run_dir, plan.study, plan.phase)
         tuner = _new_tuner(plan, trainable)
+    started = time.time()
     grid = tuner.fit()
     finished = snapshot.carried(plan.exp_dir) + grid.num_terminated + grid.num_errors
-    if finished < plan.trials:
+    timed_out = plan.time_budget_s is not None and \
+        time.time() - started >= plan.time_budget_s - 1.0
+    if timed_out:  # Tune stopped at the time budget: what ran is recorded, the rest never will
+        print(f"phase {plan.phase}: time budget of {plan.time_budget_s:.0f} s reached after "
+              f"{finished} trial(s); running trials stopped at the iteration they reached",
+              flush=True)
+    elif finished < plan.trials:
         # Ctrl-C (Tune stops gracefully and saves its state) or Tune gave up
         raise StudyInterrupted(
             f"phase {plan.phase}: {finished} of {plan.trials} "
@@ -185,6 +196,8 @@ def reconcile(plan: PhasePlan, grid: tune.ResultGrid) -> int:
     added = 0
     for result in grid:
         metrics = result.metrics or {}
+        if not metrics and result.error is None:
+            continue  # never started (the time budget ended first): nothing to record
         trial_id = metrics.get("trial_id") or Path(str(result.path)).name
         if trial_id in have:
             continue

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from ray import tune
 
-from study.io import write_text_atomic
-from study.results import ResultsStore
+from study.results import ResultsStore, read_trials
 from study.tune.searcher import searched_params
 from study.tune.trainable import FINISHED_FILE, ROWS_FILE
 
@@ -50,6 +49,19 @@ def _finite(v) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def mark_recorded(trial, info: dict) -> None:
+    """Write ``FINISHED_FILE`` into the trial's folder on storage (see trainable.py)."""
+    storage = getattr(trial, "storage", None)
+    if storage is None or not trial.path:
+        return
+    fs = storage.storage_filesystem
+    fs.create_dir(trial.path, recursive=True)
+    tmp = f"{trial.path}/.{FINISHED_FILE}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(json.dumps(info).encode("utf-8"))
+    fs.move(tmp, f"{trial.path}/{FINISHED_FILE}")
 
 
 def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict | None,
@@ -89,6 +101,7 @@ class Recorder(tune.Callback):
         self.study, self.phase, self.max_budget = study, phase, int(max_budget)
         self.flush_every_s = flush_every_s
         self._last_flush = 0.0
+        self._recorded_ids: set[str] | None = None
 
     # ------------------------------------------------------------------ rows
     def _base(self, trial, iteration: int) -> dict:
@@ -134,7 +147,21 @@ class Recorder(tune.Callback):
         if trial.checkpoint is not None:
             self._ingest(trial, trial.checkpoint.path)
 
+    def _recorded(self) -> set[str]:
+        """Trials of this study with a row in ``trials.parquet`` (read once, then kept)."""
+        if self._recorded_ids is None:
+            t = read_trials(self.store.run_dir)
+            self._recorded_ids = set(t.filter(t["study"] == self.study)["trial"].to_list())
+        return self._recorded_ids
+
+    def __getstate__(self):  # pickled with the Tuner: read the table afresh after a restore
+        return {**self.__dict__, "_recorded_ids": None}
+
     def _trial(self, trial, error: str | None) -> None:
+        if trial.trial_id in self._recorded():
+            # recorded before a driver restart (Optuna was told then too): the first record
+            # stands; Ray only ended the trial again because its saved state predates it
+            return
         best = None
         analysis = getattr(trial, "metric_analysis", None) or {}
         if "val_dice" in analysis:
@@ -145,13 +172,12 @@ class Recorder(tune.Callback):
             last=trial.last_result, max_budget=self.max_budget, best=best,
             checkpoint=ckpt.path if ckpt is not None else None, error=error,
             stopped_by=self._stopper())
-        if ckpt is not None and error is None and Path(ckpt.path).is_dir():
-            # if the driver dies before Ray's next experiment snapshot, a restore would
-            # resume this trial from this checkpoint: the marker makes it end at once
-            # (written before the row, so a recorded trial always has its marker)
-            write_text_atomic(Path(ckpt.path) / FINISHED_FILE,
-                              json.dumps({"status": row["status"], "budget": row["budget"]}))
+        # if the driver dies before Ray's next experiment snapshot, a restore would resume
+        # this trial: the marker makes it end at once, whichever checkpoint the snapshot
+        # names (written before the row, so a recorded trial always has its marker)
+        mark_recorded(trial, {"status": row["status"], "budget": row["budget"]})
         self.store.add_trial(row)
+        self._recorded().add(trial.trial_id)
         self.flush()
 
     def _stopper(self) -> str:

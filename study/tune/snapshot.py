@@ -97,3 +97,66 @@ def drop_unrecorded_metrics(run_dir: Path, study: str, phase: str, keep: set[str
     if n:
         write_parquet_atomic(m.filter(~gone), run_dir / METRICS_FILE)
     return n
+
+
+def _checkpoint_index(name: str) -> int:
+    """``checkpoint_000012`` -> 12 (-1 for any other name)."""
+    head, _, num = name.rpartition("_")
+    return int(num) if head == "checkpoint" and num.isdigit() else -1
+
+
+def named_checkpoints(exp_dir: Path) -> dict[str, tuple[str, str | None]]:
+    """Trial id -> (status, checkpoint path) as the newest saved experiment state has them:
+    the checkpoint ``Tuner.restore`` would resume that trial from (None: none yet).
+    Empty when there is no readable state."""
+    files = sorted(Path(exp_dir).glob(STATE_KINDS[0]), key=lambda p: p.name)
+    if not files:
+        return {}
+    try:
+        data = json.loads(files[-1].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, tuple[str, str | None]] = {}
+    for trial_json, meta_json in data.get("trial_data") or []:
+        t, meta = json.loads(trial_json), json.loads(meta_json)
+        path = None
+        manager = meta.get("checkpoint_manager")
+        if isinstance(manager, dict) and manager.get("value"):
+            try:  # Ray stores its checkpoint manager cloudpickled, hex-encoded
+                latest = cloudpickle.loads(bytes.fromhex(manager["value"]))._latest_checkpoint_result
+            except Exception:  # another Ray layout: nothing to say about this trial
+                latest = None
+            if latest is not None and latest.checkpoint is not None:
+                path = str(latest.checkpoint.path)
+        out[str(t["trial_id"])] = (str(t.get("status")), path)
+    return out
+
+
+def repair_checkpoints(exp_dir: Path) -> list[str]:
+    """Give back to each unfinished trial the checkpoint its saved state names, if Ray
+    deleted it; returns ``"TRIAL: NEWER -> NAMED"`` per repair.
+
+    With ``CheckpointConfig(num_to_keep=1)`` Ray deletes a trial's checkpoint N as soon as
+    it registers N+1, and saves the experiment state (which names the latest checkpoint of
+    each trial) only afterwards. A driver killed in between leaves a state that names a
+    deleted checkpoint: ``Tuner.restore`` would then fail that trial ("Could not recover from
+    checkpoint as it does not exist on storage anymore"). The checkpoint that replaced it
+    (the oldest newer one of the trial, complete: Ray had registered it) is moved to the
+    name the state uses, so the trial resumes from its latest checkpoint.
+    """
+    fixed = []
+    for trial_id, (status, path) in named_checkpoints(exp_dir).items():
+        if status in ("TERMINATED", "ERROR") or not path:
+            continue
+        named = Path(path)
+        if named.exists() or not named.parent.is_dir():
+            continue
+        index = _checkpoint_index(named.name)
+        newer = sorted((p for p in named.parent.glob("checkpoint_*")
+                        if p.is_dir() and _checkpoint_index(p.name) > index),
+                       key=lambda p: _checkpoint_index(p.name))
+        if index < 0 or not newer:
+            continue
+        newer[0].rename(named)
+        fixed.append(f"{trial_id}: {newer[0].name} -> {named.name}")
+    return fixed

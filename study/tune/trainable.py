@@ -23,7 +23,7 @@ from study.tune.params import train_config_kwargs
 from study.tune.searcher import searched_params
 
 ROWS_FILE = "rows.json"
-#: written by the driver into a trial's last checkpoint when it records the trial finished
+#: written by the driver into a trial's folder when it records the trial (any status)
 FINISHED_FILE = "trial_finished.json"
 #: what goes into the Ray result (progress table, ASHA, Optuna); per-case rows go to files
 SCALARS = ("iteration", "val_dice", "val_precision", "val_recall", "train_loss", "lr",
@@ -85,14 +85,26 @@ def _prepare(run: dict):
                    progress=False)
 
 
-def _finished(checkpoint) -> bool:
+def _finished(ctx, checkpoint) -> bool:
+    """Whether the driver recorded this trial as finished (``FINISHED_FILE`` in the trial's
+    folder on storage; older runs put it in the trial's last checkpoint)."""
     import pyarrow.fs
 
+    places = []
     try:
-        info = checkpoint.filesystem.get_file_info(f"{checkpoint.path}/{FINISHED_FILE}")
-    except Exception:  # pragma: no cover - unreachable storage: train as usual
-        return False
-    return info.type != pyarrow.fs.FileType.NotFound
+        storage = ctx.get_storage()
+        places.append((storage.storage_filesystem, f"{storage.trial_fs_path}/{FINISHED_FILE}"))
+    except Exception:  # pragma: no cover - no storage context: the checkpoint only
+        pass
+    if checkpoint is not None:
+        places.append((checkpoint.filesystem, f"{checkpoint.path}/{FINISHED_FILE}"))
+    for fs, path in places:
+        try:
+            if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+                return True
+        except Exception:  # pragma: no cover - unreachable storage: train as usual
+            pass
+    return False
 
 
 def study_trainable(config: dict, run: dict) -> None:
@@ -103,8 +115,10 @@ def study_trainable(config: dict, run: dict) -> None:
     trial_id = ctx.get_trial_id()
     kw = trial_kwargs(config, run, trial_index(ctx.get_trial_dir()))
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None and _finished(checkpoint):
-        return  # finished before a driver restart: never train it again
+    if _finished(ctx, checkpoint):
+        # recorded (finished, stopped or failed) before a driver restart: never train it
+        # again; Ray ends it with its last result and the driver keeps the recorded row
+        return
     with tempfile.TemporaryDirectory(prefix="study-trial-") as tmp:
         resume_from = None
         if checkpoint is not None:

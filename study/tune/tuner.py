@@ -122,8 +122,8 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
             name=plan.phase, storage_path=str((plan.run_dir / "ray").resolve()),
             callbacks=[recorder, *plan.extra_callbacks],
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-            # 1: with 2, resumed runs re-ran finished trials (tests/tune/test_resume.py); the
-            # rare "checkpoint the saved state names was deleted" case is a known issue
+            # 1: Ray deletes checkpoint N when it registers N+1, before its next experiment
+            # snapshot; a kill in between is repaired on resume (snapshot.repair_checkpoints)
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=plan.verbose,
         ),
@@ -152,6 +152,9 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
         return None
     bad = snapshot.broken_state(plan.exp_dir) if plan.resume else []
     if plan.resume and tune.Tuner.can_restore(str(plan.exp_dir)) and not bad:
+        for fix in snapshot.repair_checkpoints(plan.exp_dir):
+            print(f"phase {plan.phase}: trial {fix} (the saved state named a checkpoint "
+                  f"replaced after it was saved)", flush=True)
         tuner = tune.Tuner.restore(str(plan.exp_dir), trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
     elif done:  # Ray's state unusable (driver killed mid-save): keep what finished

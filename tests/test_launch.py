@@ -80,7 +80,7 @@ def test_command_line_entry_point_and_usage_errors(tmp_path):
     assert info.value.code == 2
 
 
-def _split_seed_used(monkeypatch, tmp_path, capsys, *argv) -> int:
+def _split_seed_used(monkeypatch, data, tmp_path, capsys, *argv) -> int:
     import study.data
     from study.errors import ConfigError
 
@@ -91,18 +91,19 @@ def _split_seed_used(monkeypatch, tmp_path, capsys, *argv) -> int:
         raise ConfigError("stop here")
 
     monkeypatch.setattr(study.data, "prepare", fake_prepare)
-    assert main(["--space", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "runs"),
+    assert main(["--space", "smoke", "--data", str(data), "--out", str(tmp_path / "runs"),
                  *argv]) == 2
     assert "stop here" in _err(capsys)
     return seen[0]
 
 
-def test_split_seed_is_fixed_and_separate_from_the_study_seed(monkeypatch, tmp_path, capsys):
+def test_split_seed_is_fixed_and_separate_from_the_study_seed(monkeypatch, small_phantom,
+                                                             tmp_path, capsys):
     """Issue 13: --seed 1 also changed the train/val/test split (the test cases)."""
-    assert _split_seed_used(monkeypatch, tmp_path, capsys, "--seed", "1", "--name", "a") == 0
-    assert _split_seed_used(monkeypatch, tmp_path, capsys, "--name", "b") == 0
-    assert _split_seed_used(monkeypatch, tmp_path, capsys, "--seed", "1", "--split-seed", "4",
-                            "--name", "c") == 4
+    args = (monkeypatch, small_phantom, tmp_path, capsys)
+    assert _split_seed_used(*args, "--seed", "1", "--name", "a") == 0
+    assert _split_seed_used(*args, "--name", "b") == 0
+    assert _split_seed_used(*args, "--seed", "1", "--split-seed", "4", "--name", "c") == 4
 
 
 def test_split_seed_is_recorded_and_old_runs_keep_their_split(monkeypatch, tmp_path):

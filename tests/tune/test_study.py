@@ -40,15 +40,30 @@ def test_fake_study_asha_prunes_and_best_is_budget_aware(ray_session, fake_space
     assert len(states) == 8
     assert states.count(State.PRUNED) == stopped.height
     assert states.count(State.COMPLETE) == full.height
+    # exactly the evaluations each trial reached, at their iterations, with the recorded
+    # values (Optuna trials matched to rows by their sampled lr)
+    m = read_metrics(run)
+    by_lr = {json.loads(r["config"])["lr"]: r for r in trials.iter_rows(named=True)}
+    assert len(by_lr) == 8
     for t in study.trials:
-        assert set(t.intermediate_values) <= {10, 20, 30, 40}
-    # the best trial is one with the full budget even though (misleading curve) a stopped
-    # trial's partial score may be higher
+        r = by_lr[t.params["lr"]]
+        steps = list(range(10, r["budget"] + 1, 10))
+        assert sorted(t.intermediate_values) == steps, (r["trial"], r["status"])
+        dice = m.filter((pl.col("trial") == r["trial"]) & (pl.col("split") == "val")
+                        & (pl.col("case") == "mean") & (pl.col("metric") == "dice"))
+        recorded = dict(zip(dice["iteration"], dice["value"], strict=True))
+        assert t.intermediate_values == pytest.approx(recorded)
+        assert t.state == (State.COMPLETE if r["status"] == "TERMINATED" else State.PRUNED)
+        if t.state == State.COMPLETE:
+            assert t.value == pytest.approx(r["final_val_dice"])
+    # the best trial is one with the full budget although a stopped trial scored higher at
+    # the budget it reached: the misleading curve must have misled, or this proves nothing
     best = best_trials(trials)
     assert best.height == 1 and best["budget"].item() == 40
     assert best["final_val_dice"].item() == full["final_val_dice"].max()
+    assert stopped["final_val_dice"].max() > best["final_val_dice"].item(), \
+        trials.select("trial", "status", "budget", "final_val_dice").rows()
     # validation rows: every evaluation of every trial, per case, once
-    m = read_metrics(run)
     assert m.select(METRIC_KEY).is_duplicated().sum() == 0
     val_cases = json.loads((run / "study.json").read_text())["split"]["val"]
     for r in trials.iter_rows(named=True):

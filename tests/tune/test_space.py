@@ -110,6 +110,23 @@ def test_train_config_kwargs_resolves_switch_inputs_and_seed():
     (lambda d: d.update(resources={"hybrid": {"tpu": 1}}), "unknown key", "cpu, gpu"),
     (lambda d: d.update(per_arch={"vnet": {}}), "per_arch", "unknown architecture 'vnet'"),
     (lambda d: d.update(trainable="torch"), "trainable", "engine, fake"),
+    (lambda d: d["budgets"]["smoke"].update(grace_period=30), "budgets.smoke.grace_period'",
+     "30 exceeds iterations 20"),
+    (lambda d: d["params"].update(loss={"choice": []}), "params.loss'", "at least one value"),
+    (lambda d: d["params"].update(loss={"choice": ["dice", "bce", "dice"]}), "params.loss'",
+     "choice values repeat"),
+    (lambda d: d["params"].update(base_channels={"int": [16, 8]}), "params.base_channels'",
+     "low <= high"),
+    (lambda d: d["params"].update(base_channels={"int": [8, 16, 0]}), "params.base_channels'",
+     "step >= 1"),
+    (lambda d: d.update(per_arch={"unet2d": {"arch": "hybrid"}}), "per_arch.unet2d'",
+     "'arch' cannot be set per architecture"),
+    (lambda d: d.update(seed="zero"), "'seed'", "expected an integer, got 'zero'"),
+    (lambda d: d.update(seed=True), "'seed'", "expected an integer, got True"),
+    (lambda d: d.update(phases=[]), "'phases'", "list of phase names"),
+    (lambda d: d.update(phases=["arterial", 3]), "'phases'", "list of phase names"),
+    (lambda d: d["budgets"]["smoke"].update(phases=[""]), "budgets.smoke.phases'",
+     "list of phase names"),
 ])
 def test_yaml_mistakes_name_file_key_and_forms(tmp_path, mutate, key, form):
     d = _base()

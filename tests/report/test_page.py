@@ -133,3 +133,43 @@ def test_dash_means_not_evaluated_never_an_empty_prediction(run_dir):
                       & (m["phase"] == "portal") & (m["arch"] == "hybrid")))
     html = results_section(runs, gone, runs[0].trials)
     assert html.count('title="not evaluated"') == 1
+
+
+def test_exception_text_config_trial_ids_and_phases_are_escaped(tmp_path, dataset):
+    # every string the tune layer writes into the tables can hold markup: a stop reason is
+    # an exception's last line, a config holds user YAML values, phases come from the
+    # data set's channel names
+    reason = "RuntimeError: bad <img src=x onerror=alert(2)>"
+    value = "<svg onload=alert(3)>"
+    tid = "t<b>1</b>"
+    phase = "arterial</h3><script>alert(4)</script>"
+    run = write_run(tmp_path / "evil", data=dataset)
+    trials = pl.read_parquet(run / "trials.parquet")
+    first = trials["trial"][0]
+    trials = trials.with_columns(
+        pl.when(pl.col("trial") == first).then(pl.lit(tid)).otherwise("trial").alias("trial"),
+        pl.when(pl.col("trial") == first).then(pl.lit("ERROR")).otherwise("status")
+        .alias("status"),
+        pl.when(pl.col("trial") == first).then(pl.lit(reason)).otherwise("stop_reason")
+        .alias("stop_reason"),
+        pl.col("config").str.replace('"loss": "sqdice"', json.dumps({"x": value})[1:-1]
+                                     .replace('"x": ', '"loss": ')),
+        pl.col("phase").replace({"arterial": phase}))
+    trials.write_parquet(run / "trials.parquet")
+    m = pl.read_parquet(run / "metrics.parquet").with_columns(
+        pl.col("trial").replace({first: tid}), pl.col("phase").replace({"arterial": phase}))
+    m.write_parquet(run / "metrics.parquet")
+    meta = json.loads((run / "study.json").read_text())
+    meta["phases"] = [phase if p == "arterial" else p for p in meta["phases"]]
+    (run / "study.json").write_text(json.dumps(meta))
+    assert value in "".join(trials["config"].to_list())  # the evil value is in a config
+    page = build_report([run], tmp_path / "e.html").read_text(encoding="utf-8")
+    for raw in (reason, value, tid, phase, "<script>alert(4)"):  # nowhere, scripts included
+        assert raw not in page, raw
+    rest = _outside_scripts(page)
+    for raw in ("<img src=x", "<svg", "<b>1</b>", "</h3><script>"):
+        assert raw not in rest, raw
+    assert "RuntimeError: bad &lt;img src=x onerror=alert(2)&gt;" in rest  # shown, escaped
+    assert "t&lt;b&gt;1&lt;/b&gt;" in rest
+    assert "&lt;svg onload=alert(3)&gt;" in rest
+    assert "arterial&lt;/h3&gt;&lt;script&gt;alert(4)&lt;/script&gt;" in rest

@@ -20,7 +20,7 @@ from study.errors import ConfigError, run_cli
 from study.io import ensure_writable_dir
 
 STUDY_JSON = "study.json"
-SAVED_ARGS = ("space", "data", "label", "phase", "samples", "budget", "seed", "split_seed",
+SAVED_ARGS = ("space", "data", "label", "phase", "samples", "budget", "time", "seed", "split_seed",
               "max_concurrent")
 
 
@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="label name to segment (default: tumor)")
     p.add_argument("--phase", nargs="+", help="phases to study (default: space, else data set)")
     p.add_argument("--samples", type=int, help="number of trials per phase (default: budget's)")
-    p.add_argument("--budget", default="smoke", help="budget preset (smoke|demo|full) or iterations")
+    p.add_argument("--budget", help="budget preset (smoke|demo|cpu|full) or iterations "
+                   "(default: smoke; with --time: cpu without a GPU, full with one)")
+    p.add_argument("--time", help="wall-time budget of the search, e.g. 90s, 30m, 2h: trials "
+                   "still running then are stopped; then the best are tested")
     p.add_argument("--name", help="run name (default: SPACE-BUDGET-TIMESTAMP)")
     p.add_argument("--out", default="runs", help="parent folder of run directories")
     p.add_argument("--resume", action="store_true", help="continue the run --name")
@@ -60,7 +63,7 @@ def resolve_run(args) -> tuple[Path, dict | None]:
     out = Path(args.out).expanduser().resolve()
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name NAME of the run to continue")
-    name = args.name or f"{Path(args.space).stem}-{args.budget}-" \
+    name = args.name or f"{Path(args.space).stem}-{args.budget or args.time or 'smoke'}-" \
                         f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name in (".", ".."):
         raise ConfigError(f"--name {name!r}: use a plain folder name")

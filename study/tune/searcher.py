@@ -131,6 +131,19 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+def prune_reported(storage_url: str, study_name: str) -> int:
+    """After Tune stopped at the time budget (it tells the searcher nothing then): Optuna
+    trials still RUNNING that reported an evaluation become PRUNED at their last step, as
+    an ASHA stop would; the rest are left to `fail_orphans`. Returns how many."""
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
+        if t.intermediate_values:
+            study.tell(t.number, state=OptunaState.PRUNED)
+            n += 1
+    return n
+
+
 def fail_orphans(storage_url: str, study_name: str) -> int:
     """Mark Optuna trials still RUNNING as FAIL (asked by a driver that was then killed).
 

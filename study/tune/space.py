@@ -12,7 +12,10 @@ Top-level keys (unknown keys are errors)::
     resources: {ARCH or default: {cpu: 1, gpu: 0.25}}
     fake: {...}                  # options of the fake trainable (trainable: fake only)
     budgets: {NAME: {iterations, eval_every, grid, trials, max_concurrent, grace_period,
-                     reduction_factor, phases, params, per_arch}}
+                     reduction_factor, phases, params, per_arch, start_with}}
+    start_with: [{arch: unet2d, lr: 1.0e-3, ...}, ...]   # evaluated first (Optuna's
+                                 # enqueue_trial), before TPE; a budget's own start_with
+                                 # replaces it; unnamed searched parameters are sampled
 
 ``params.arch`` is required (a constant, or a choice to search the architecture itself).
 """
@@ -31,9 +34,9 @@ from study.tune.params import ARCHS, check_param
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 TOP_KEYS = ("description", "trainable", "phases", "seed", "max_failures", "params", "per_arch",
-            "resources", "fake", "budgets")
+            "resources", "fake", "budgets", "start_with")
 BUDGET_KEYS = ("iterations", "eval_every", "grid", "trials", "max_concurrent", "grace_period",
-               "reduction_factor", "phases", "params", "per_arch")
+               "reduction_factor", "phases", "params", "per_arch", "start_with")
 FAKE_KEYS = ("misleading", "sleep", "crash_lr_above", "nan_lr_below", "log_starts")
 RESOURCE_KEYS = ("cpu", "gpu")
 TRAINABLES = ("engine", "fake")
@@ -68,6 +71,8 @@ class SearchSpace:
     fake: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, Budget] = field(default_factory=dict)
     budget_params: dict[str, dict] = field(default_factory=dict)  # budget -> (params, per_arch)
+    start_with: tuple = ()  # configurations to evaluate first (dicts of plain names)
+    budget_start: dict[str, tuple] = field(default_factory=dict)  # budget -> its own start_with
 
     @property
     def archs(self) -> list[str]:
@@ -98,6 +103,40 @@ class SearchSpace:
                 f"{', '.join(self.budgets)} (or give an iteration count, e.g. --budget 500)"
             )
         return self.budgets[spec]
+
+    def start_points(self, budget: Budget) -> list[dict]:
+        """The budget's start_with (else the space's), checked against the budget's
+        parameters and named as Optuna knows them (``ARCH.NAME`` for per-arch ones)."""
+        from study.tune.searcher import SWITCH_ONLY, switches
+
+        params, per_arch = self.space_for(budget)
+        key = f"budgets.{budget.name}.start_with" if budget.name in self.budget_start \
+            else "start_with"
+        points = []
+        for i, entry in enumerate(self.budget_start.get(budget.name, self.start_with)):
+            where = _k(self.path, f"{key}[{i}]")
+            at = lambda name, i=i: _k(self.path, f"{key}[{i}].{name}")  # noqa: E731
+            arch = entry.get("arch", params["arch"].value if params["arch"].fixed else None)
+            if arch is None:
+                raise ConfigError(f"{where}: name the architecture (arch: ...); the space "
+                                  f"searches it")
+            dists = {**params, **per_arch.get(arch, {})}
+            point = {}
+            for name, value in entry.items():
+                if name not in dists:
+                    raise ConfigError(f"{where}: {name!r} is not a parameter of {arch} in "
+                                      f"this space ({', '.join(sorted(dists))})")
+                dist = dists[name]
+                if not _admits(dist, value):
+                    raise ConfigError(f"{at(name)}: {value!r} is outside "
+                                      f"{dist.to_yaml()!r}")
+                if dist.fixed or (name in SWITCH_ONLY
+                                  and not switches(entry.get("switch_step", "never"))):
+                    continue  # not drawn for this point: nothing to fix
+                optuna_name = f"{arch}.{name}" if name in per_arch.get(arch, {}) else name
+                point[optuna_name] = value
+            points.append(point)
+        return points
 
     def space_for(self, budget: Budget) -> tuple[dict[str, Dist], dict[str, dict[str, Dist]]]:
         """Parameters and per-architecture parameters with the budget's overrides applied."""
@@ -194,6 +233,28 @@ def _per_arch(raw, path: Path, key: str) -> dict[str, dict[str, Dist]]:
     return out
 
 
+def _admits(dist: Dist, value) -> bool:
+    """Whether a start_with value is one the distribution can produce."""
+    if dist.kind in ("fixed", "choice"):
+        return value in dist.values()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    lo, hi = dist.args[0], dist.args[1]
+    if dist.kind == "int":
+        step = dist.args[2] if len(dist.args) > 2 else 1
+        return float(value).is_integer() and lo <= value <= hi and (value - lo) % step == 0
+    return lo <= value <= hi
+
+
+def _start_with(raw, where: str) -> tuple:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(e, dict) and e for e in raw):
+        raise ConfigError(f"{where}: expected a list of parameter mappings, e.g. "
+                          f"[{{arch: unet2d, lr: 1.0e-3}}]")
+    return tuple(dict(e) for e in raw)
+
+
 def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
     pre = f"budgets.{name}"
 
@@ -259,11 +320,14 @@ def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
                            "a mapping of budget presets (smoke, demo, full, ...)")
     if not budgets_raw:
         raise ConfigError(f"{_k(path, 'budgets')}: define at least one budget preset")
-    budgets, budget_params = {}, {}
+    budgets, budget_params, budget_start = {}, {}, {}
     for name, b in budgets_raw.items():
         budget, bp, ba = _budget(str(name), b, path)
         budgets[str(name)] = budget
         budget_params[str(name)] = (bp, ba)
+        if isinstance(b, dict) and "start_with" in b:
+            budget_start[str(name)] = _start_with(b["start_with"],
+                                                  _k(path, f"budgets.{name}.start_with"))
     seed = raw.get("seed", 0)
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise ConfigError(f"{_k(path, 'seed')}: expected an integer, got {seed!r}")
@@ -273,4 +337,6 @@ def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
         seed=seed, max_failures=_int(raw.get("max_failures", 0), _k(path, "max_failures"), 0),
         params=params, per_arch=per_arch, resources=resources, fake=dict(fake),
         budgets=budgets, budget_params=budget_params,
+        start_with=_start_with(raw.get("start_with"), _k(path, "start_with")),
+        budget_start=budget_start,
     )

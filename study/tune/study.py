@@ -39,6 +39,7 @@ class StudySettings:
     args: dict
     report: bool = True
     split_seed: int = 0  # train/val/test split; fixed, so --seed repeats share test cases
+    time_s: float | None = None  # --time: the tuning of all phases ends by then
 
     @property
     def name(self) -> str:
@@ -52,7 +53,9 @@ class StudySettings:
             space = parse_space(yaml.safe_load(sp["yaml"]), Path(sp["path"]), sp["yaml"])
         else:
             space = load_space(args.space)
-        budget = space.budget(args.budget)
+        time_s = parse_duration(getattr(args, "time", None))
+        budget = space.budget(default_budget(args.budget, time_s))
+        space.start_points(budget)  # start_with checked before anything runs
         for key in ("samples", "max_concurrent", "cpus"):
             v = getattr(args, key, None)
             if v is not None and v < 1:
@@ -61,17 +64,60 @@ class StudySettings:
         if split_seed is None:  # a run from before split_seed existed split with its seed
             split_seed = (saved or {}).get("split_seed", (saved or {}).get("seed", 0))
         saved = {k: getattr(args, k, None) for k in ("space", "data", "label", "phase", "samples",
-                                                     "budget", "seed", "max_concurrent")}
+                                                     "budget", "seed", "max_concurrent", "time")}
+        saved["budget"] = budget.name
         saved["split_seed"] = int(split_seed)
         saved["space"] = str(space.path)
         if saved["data"]:
             saved["data"] = str(Path(saved["data"]).expanduser().resolve())
         return cls(run_dir=run_dir, space=space, budget=budget,
                    seed=space.seed if args.seed is None else int(args.seed),
-                   trials=args.samples or budget.trials,
+                   trials=args.samples or (TIME_TRIALS if time_s else budget.trials),
                    max_concurrent=args.max_concurrent or budget.max_concurrent,
                    data=saved["data"], label=args.label, phases=args.phase, args=saved,
-                   report=not getattr(args, "no_report", False), split_seed=int(split_seed))
+                   report=not getattr(args, "no_report", False), split_seed=int(split_seed),
+                   time_s=time_s)
+
+
+#: trials per phase under --time without --samples: the clock, not the count, ends the phase
+TIME_TRIALS = 1000
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text) -> float | None:
+    """``--time``: ``90s``, ``30m``, ``2h``, ``1h30m`` or plain seconds -> seconds."""
+    if text is None:
+        return None
+    import re
+
+    t = str(text).strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", t)
+    if not t or parts is None or not any(parts.groups()):
+        raise ConfigError(f"--time {text}: use a duration such as 90s, 30m, 2h or 1h30m")
+    h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+    total = h * 3600 + m * 60 + sec
+    if total <= 0:
+        raise ConfigError(f"--time {text}: must be more than 0")
+    return total
+
+
+def gpu_visible() -> bool:
+    """$STUDY_USE_GPU when set, else whether torch sees a CUDA device here."""
+    import torch
+
+    from study.tune.cluster import gpu_requested
+
+    return gpu_requested(cluster_gpus=1 if torch.cuda.is_available() else 0)
+
+
+def default_budget(budget: str | None, time_s: float | None) -> str:
+    """``--budget`` as given; without it ``cpu`` under ``--time`` where no GPU is visible,
+    ``full`` where one is, else ``smoke``."""
+    if budget is not None:
+        return str(budget)
+    if time_s is None:
+        return "smoke"
+    return "full" if gpu_visible() else "cpu"
 
 
 def _check_sizes(archs: list[str], params: dict, per_arch: dict, budget: Budget,
@@ -160,14 +206,9 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     t0 = time.time()
     data = Path(s.data) if s.data else default_phantom()
     b = s.budget
-    prep = prepare(data, label=s.label, grid=b.grid, seed=s.split_seed)
-    phases = list(s.phases or b.phases or s.space.phases or prep.phases)
+    phases = study_phases(s, data, log)  # phases and label checked before preprocessing
     where = str(s.space.path)
-    unknown = [p for p in phases if p not in prep.phases]
-    if unknown:
-        raise ConfigError(f"phase(s) {', '.join(unknown)} not in the data set {data} "
-                          f"(phases: {', '.join(prep.phases)}); fix --phase or 'phases' in "
-                          f"{where}")
+    prep = prepare(data, label=s.label, grid=b.grid, seed=s.split_seed)
     params, per_arch = s.space.space_for(b)
     archs = [params["arch"].value] if params["arch"].fixed else list(params["arch"].args)
     _check_inputs(params, per_arch, prep.phases, where)
@@ -193,15 +234,20 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
                   "cache_root": str(resolve_cache_root(None)),
                   "val_cases": list(prep.split["val"])}
     tune_s = dict((saved or {}).get("tune_s") or {})  # tuning wall time per phase, summed
-    for phase in phases:
+    start_points = s.space.start_points(b)
+    deadline = t0 + s.time_s if s.time_s else None
+    for i, phase in enumerate(phases):
         plan = PhasePlan(
             study=s.name, phase=phase, run_dir=s.run_dir, params=params, per_arch=per_arch,
             resources=resources, run={**run_common, "phase": phase}, iterations=b.iterations,
             trials=s.trials, max_concurrent=s.max_concurrent, grace_period=b.grace_period,
             reduction_factor=b.reduction_factor, seed=s.seed, max_failures=s.space.max_failures,
-            resume=saved is not None)
+            resume=saved is not None, start_with=start_points)
         if plan.resume and phase_done(plan):
             continue
+        if deadline is not None:  # the time left, shared evenly by the phases still to run
+            plan.time_budget_s = max(1.0, (deadline - time.time()) / (len(phases) - i))
+            log(f"phase {phase}: time budget {plan.time_budget_s:.0f} s")
         init_ray()
         t = time.time()
         run_phase(plan)
@@ -220,6 +266,29 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     return 0
 
 
+def study_phases(s: StudySettings, data: Path, log) -> list[str]:
+    """The phases to study, checked against the data set (its dataset.json only).
+
+    ``--phase`` must name data-set phases. The budget's / space's phases too, unless none
+    of them exists there (e.g. a one-channel T2 set under a 4-phase space): then the data
+    set's phases are studied, and a line says so. A partial mismatch stays an error.
+    """
+    from study.data import read_dataset
+
+    have = read_dataset(data, label=s.label).phases  # also checks the label exists
+    want = list(s.phases or s.budget.phases or s.space.phases or have)
+    unknown = [p for p in want if p not in have]
+    if unknown and not s.phases and len(unknown) == len(want):
+        log(f"phases: the space's {', '.join(want)} are not in {data}; studying the data "
+            f"set's phases instead: {', '.join(have)}")
+        return list(have)
+    if unknown:
+        raise ConfigError(f"phase(s) {', '.join(unknown)} not in the data set {data} "
+                          f"(phases: {', '.join(have)}); fix --phase or 'phases' in "
+                          f"{s.space.path}")
+    return want
+
+
 def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str:
     from study.results import best_trials
 
@@ -230,8 +299,11 @@ def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str
         count = {st: t.filter(pl.col("status") == st).height
                  for st in ("TERMINATED", "STOPPED", "ERROR")}
         inside = float(t["wall_s"].sum() or 0.0)
+        timed = t.filter(pl.col("stop_reason").str.starts_with("stopped by the time")).height
         line = (f"phase {phase}: {t.height} trial(s): {count['TERMINATED']} full budget, "
-                f"{count['STOPPED']} stopped by ASHA, {count['ERROR']} failed")
+                f"{count['STOPPED'] - timed} stopped by ASHA, "
+                + (f"{timed} stopped by the time budget, " if timed else "")
+                + f"{count['ERROR']} failed")
         if tune_s.get(phase) and inside > 0:
             slots = max(1, min(s.max_concurrent, t.height))
             line += (f"; tuning wall {tune_s[phase]:.0f} s vs {inside:.0f} s of training "

@@ -25,7 +25,12 @@ from study.tune.cluster import gpu_requested
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
 from study.tune.scheduler import ResumableASHA
-from study.tune.searcher import BudgetAwareOptunaSearch, DefineByRun, fail_orphans
+from study.tune.searcher import (
+    BudgetAwareOptunaSearch,
+    DefineByRun,
+    fail_orphans,
+    prune_reported,
+)
 from study.tune.trainable import study_trainable, trial_dirname
 
 METRIC, MODE = "val_dice", "max"
@@ -184,14 +189,17 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
         raise StudyInterrupted(
             f"phase {plan.phase}: {finished} of {plan.trials} "
             f"trials finished; continue with --resume --name {plan.study}")
-    reconcile(plan, grid)
+    reconcile(plan, grid, stopped_by="the time budget" if timed_out else "ASHA")
+    if timed_out:
+        prune_reported(plan.optuna_url, plan.optuna_study)
     fail_orphans(plan.optuna_url, plan.optuna_study)
     (plan.exp_dir / DONE_MARKER).write_text("done\n")
     return grid
 
 
-def reconcile(plan: PhasePlan, grid: tune.ResultGrid) -> int:
-    """Add a trials row for any finished Ray trial the callback did not record."""
+def reconcile(plan: PhasePlan, grid: tune.ResultGrid, stopped_by: str = "ASHA") -> int:
+    """Add a trials row for any finished Ray trial the callback did not record (trials
+    Tune stopped at the time budget end there: ``stopped_by`` says so)."""
     trials = read_trials(plan.run_dir)
     mine = trials.filter((trials["study"] == plan.study) & (trials["phase"] == plan.phase))
     have = set(mine["trial"].to_list())
@@ -212,7 +220,7 @@ def reconcile(plan: PhasePlan, grid: tune.ResultGrid) -> int:
             study=plan.study, phase=plan.phase, trial_id=trial_id, config=result.config or {},
             last=metrics, max_budget=plan.iterations, best=best,
             checkpoint=result.checkpoint.path if result.checkpoint else None,
-            error=str(result.error) if result.error else None))
+            error=str(result.error) if result.error else None, stopped_by=stopped_by))
         added += 1
     store.flush()
     return added

@@ -96,9 +96,11 @@ def test_bad_space_file(name, tmp_path, capsys, tree):
     assert tree(out) == []
 
 
-# mistakes that only show against the data set: checked after `prepare`, before any run file
+# mistakes that only show against the data set: checked before any run file
 DATA_BAD_SPACES = {
-    "phase_not_in_data": (_with(budgets__smoke__phases=["hepatobiliary"]), "hepatobiliary"),
+    # (a partial mismatch: when none of the space's phases exists, the data set's are used)
+    "phase_not_in_data": (_with(budgets__smoke__phases=["arterial", "hepatobiliary"]),
+                          "hepatobiliary"),
     "grid_not_multiple": (_with(budgets__smoke__grid=[36, 36, 8]), "multiple of"),
 }
 

@@ -1,0 +1,118 @@
+"""--time: the search ends on time, every trial that ran is recorded, the best is tested;
+start_with configurations run first; phases default to the data set's when none match."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import optuna
+import polars as pl
+import pytest
+import yaml
+
+from study.errors import ConfigError
+from study.launch import main
+from study.results import read_metrics, read_trials
+from study.tune.study import parse_duration
+
+pytestmark = pytest.mark.ray
+State = optuna.trial.TrialState
+
+
+def test_parse_duration():
+    assert parse_duration("90s") == 90 and parse_duration("30m") == 1800
+    assert parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400
+    assert parse_duration("45") == 45 and parse_duration(None) is None
+    for bad in ("soon", "0s", "-5m", "m", "10x"):
+        with pytest.raises(ConfigError, match="--time"):
+            parse_duration(bad)
+
+
+def test_time_budget_stops_the_study_and_records_every_trial(ray_session, fake_space,
+                                                             small_phantom, tmp_path, capsys):
+    # each trial needs 4 x 1.5 s = 6 s at full budget; 2 at once; 12 s cannot finish them all
+    space = fake_space(fake={"sleep": 1.5}, trials=8, iterations=40, eval_every=10, grace=40)
+    t0 = time.time()
+    assert main(["--space", str(space), "--data", str(small_phantom), "--name", "t",
+                 "--out", str(tmp_path), "--no-report", "--time", "12s",
+                 "--budget", "smoke"]) == 0
+    wall = time.time() - t0
+    run = tmp_path / "t"
+    trials = read_trials(run)
+    assert 2 <= trials.height < 1000  # the clock ended it, not the count
+    assert wall < 12 + 25  # the budget plus Ray's start and stop and the test evaluation
+    stopped = trials.filter(pl.col("status") == "STOPPED")
+    assert stopped.height >= 1  # trials running at the end are kept, at the budget they had
+    assert all(r.startswith("stopped by the time budget at iteration")
+               for r in stopped["stop_reason"])
+    assert set(trials["status"]) <= {"TERMINATED", "STOPPED"}
+    # every trial that reported is recorded (Ray's results), and Optuna agrees
+    m = read_metrics(run).filter(pl.col("split") == "val")
+    assert set(m["trial"]) <= set(trials["trial"])
+    study = optuna.load_study(study_name="t-arterial", storage=f"sqlite:///{run}/optuna.db")
+    states = [t.state for t in study.trials]
+    assert states.count(State.COMPLETE) == trials.filter(pl.col("status") == "TERMINATED").height
+    assert states.count(State.PRUNED) == stopped.height
+    # the best trial was tested
+    assert read_metrics(run).filter(pl.col("split") == "test").height > 0
+    out = capsys.readouterr().out  # the phase gets what preprocessing left of the 12 s
+    assert re.search(r"phase arterial: time budget of (\d+) s reached", out)
+    assert "stopped by the time budget, 0 failed" in out
+
+
+def test_start_with_runs_first(ray_session, fake_space, small_phantom, tmp_path):
+    space = fake_space(trials=3, iterations=10, eval_every=10, grace=10)
+    raw = yaml.safe_load(space.read_text())
+    raw["start_with"] = [{"lr": 0.00123}, {"lr": 0.0042}]
+    space.write_text(yaml.safe_dump(raw))
+    assert main(["--space", str(space), "--data", str(small_phantom), "--name", "s",
+                 "--out", str(tmp_path), "--no-report", "--max-concurrent", "1"]) == 0
+    study = optuna.load_study(study_name="s-arterial",
+                              storage=f"sqlite:///{tmp_path / 's'}/optuna.db")
+    lrs = [t.params["lr"] for t in sorted(study.trials, key=lambda t: t.number)]
+    assert lrs[:2] == [0.00123, 0.0042] and len(lrs) == 3
+    configs = [json.loads(c)["lr"] for c in read_trials(tmp_path / "s")["config"]]
+    assert 0.00123 in configs and 0.0042 in configs
+
+
+def test_start_with_is_checked_against_the_space(fake_space, small_phantom, tmp_path, capsys):
+    from study.errors import run_cli
+    from study.launch import _main
+
+    space = fake_space()
+    raw = yaml.safe_load(space.read_text())
+    for bad, words in (([{"lr": 5.0}], "'start_with[0].lr': 5.0 is outside"),
+                       ([{"momentum": 0.9}], "'momentum' is not a parameter"),
+                       ({"lr": 1e-3}, "expected a list")):
+        raw["start_with"] = bad
+        space.write_text(yaml.safe_dump(raw))
+        assert run_cli(_main, ["--space", str(space), "--data", str(small_phantom),
+                               "--out", str(tmp_path), "--name", "x"]) == 2
+        assert words in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()
+
+
+def test_phases_default_to_the_data_sets_when_none_match(ray_session, fake_space,
+                                                        tiny_dataset_factory, tmp_path, capsys):
+    from study.errors import run_cli
+    from study.launch import _main
+
+    t2 = tiny_dataset_factory("t2", cases=6, phases=("T2SPIR",), shape=(32, 32, 8),
+                              labels={"background": 0, "liver": 1})
+    space = fake_space(trials=2, iterations=10, eval_every=10, grace=10)  # phases: [arterial]
+    assert main(["--space", str(space), "--data", str(t2), "--name", "p", "--out",
+                 str(tmp_path), "--no-report", "--label", "liver"]) == 0
+    out = capsys.readouterr().out
+    assert "studying the data set's phases instead: T2SPIR" in out
+    assert set(read_trials(tmp_path / "p")["phase"]) == {"T2SPIR"}
+    # a partial mismatch stays an error, found before any preprocessing
+    two = tiny_dataset_factory("two", cases=6, phases=("pre", "arterial"), shape=(32, 32, 8))
+    assert run_cli(_main, ["--space", str(space), "--data", str(two), "--name", "q",
+                           "--out", str(tmp_path), "--phase", "arterial", "portal"]) == 2
+    assert "phase(s) portal not in the data set" in capsys.readouterr().err
+    # a bad label is found before preprocessing too
+    assert run_cli(_main, ["--space", str(space), "--data", str(two), "--name", "r",
+                           "--out", str(tmp_path), "--label", "vessel"]) == 2
+    assert "vessel" in capsys.readouterr().err

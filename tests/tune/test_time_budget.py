@@ -116,3 +116,21 @@ def test_phases_default_to_the_data_sets_when_none_match(ray_session, fake_space
     assert run_cli(_main, ["--space", str(space), "--data", str(two), "--name", "r",
                            "--out", str(tmp_path), "--label", "vessel"]) == 2
     assert "vessel" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["hybrid", "unet2d", "unet3d", "simplified3d", "all"])
+def test_every_shipped_space_has_a_cpu_budget_that_starts_from_a_default(name):
+    from study.models import MODELS
+    from study.tune.space import load_space
+
+    space = load_space(name)
+    b = space.budget("cpu")
+    assert b.grid == (128, 128, 32) and b.eval_every * 10 <= b.iterations
+    points = space.start_points(b)  # checked against the cpu budget's distributions
+    assert points and all(p["lr"] == 1.0e-3 for p in points)
+    params, per_arch = space.space_for(b)
+    for arch in space.archs:  # sizes fit every architecture's down-samplings
+        m = 2 ** MODELS[arch].default_depth
+        patch = {**params, **per_arch.get(arch, {})}.get("patch")
+        sizes = patch.value if patch is not None and MODELS[arch].kind == "3d" else b.grid[:2]
+        assert all(s % m == 0 for s in sizes), (arch, sizes)

@@ -16,7 +16,7 @@ from ray import tune
 
 from study.results import ResultsStore, read_trials
 from study.tune.searcher import searched_params
-from study.tune.trainable import FINISHED_FILE, ROWS_FILE
+from study.tune.trainable import FINISHED_FILE, ROWS_FILE, SCALARS
 
 MEAN_METRICS = {"val_dice": ("val", "dice"), "val_precision": ("val", "precision"),
                 "val_recall": ("val", "recall"), "train_loss": ("train", "loss")}
@@ -175,7 +175,9 @@ class Recorder(tune.Callback):
         # if the driver dies before Ray's next experiment snapshot, a restore would resume
         # this trial: the marker makes it end at once, whichever checkpoint the snapshot
         # names (written before the row, so a recorded trial always has its marker)
-        mark_recorded(trial, {"status": row["status"], "budget": row["budget"]})
+        last = trial.last_result or {}
+        mark_recorded(trial, {"status": row["status"], "budget": row["budget"],
+                              "result": {k: last[k] for k in SCALARS if k in last}})
         self.store.add_trial(row)
         self._recorded().add(trial.trial_id)
         self.flush()

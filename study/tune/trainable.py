@@ -85,9 +85,9 @@ def _prepare(run: dict):
                    progress=False)
 
 
-def _finished(ctx, checkpoint) -> bool:
-    """Whether the driver recorded this trial as finished (``FINISHED_FILE`` in the trial's
-    folder on storage; older runs put it in the trial's last checkpoint)."""
+def recorded_marker(ctx, checkpoint) -> dict | None:
+    """The ``FINISHED_FILE`` the driver wrote when it recorded this trial (in the trial's
+    folder on storage; older runs put it in the trial's last checkpoint), None if absent."""
     import pyarrow.fs
 
     places = []
@@ -100,11 +100,28 @@ def _finished(ctx, checkpoint) -> bool:
         places.append((checkpoint.filesystem, f"{checkpoint.path}/{FINISHED_FILE}"))
     for fs, path in places:
         try:
-            if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
-                return True
+            if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+                continue
+            with fs.open_input_stream(path) as f:
+                data = f.read()
         except Exception:  # pragma: no cover - unreachable storage: train as usual
-            pass
-    return False
+            continue
+        try:
+            marker = json.loads(data.decode("utf-8"))
+        except ValueError:  # present but unreadable: recorded all the same
+            marker = {}
+        return marker if isinstance(marker, dict) else {}
+    return None
+
+
+def replay_result(marker: dict) -> dict:
+    """The result a recorded trial reports once when a restore starts it again: the one it
+    was recorded with (Ray's saved state may predate every result of it, and a trial that
+    ends without any result fails Ray's metric check)."""
+    result = {k: v for k, v in (marker.get("result") or {}).items() if k in SCALARS}
+    result.setdefault("iteration", int(marker.get("budget") or 0))
+    result.setdefault("val_dice", float("nan"))
+    return result
 
 
 def study_trainable(config: dict, run: dict) -> None:
@@ -115,9 +132,11 @@ def study_trainable(config: dict, run: dict) -> None:
     trial_id = ctx.get_trial_id()
     kw = trial_kwargs(config, run, trial_index(ctx.get_trial_dir()))
     checkpoint = tune.get_checkpoint()
-    if _finished(ctx, checkpoint):
+    marker = recorded_marker(ctx, checkpoint)
+    if marker is not None:
         # recorded (finished, stopped or failed) before a driver restart: never train it
-        # again; Ray ends it with its last result and the driver keeps the recorded row
+        # again; it ends at once, and the driver keeps the recorded row (and Optuna its tell)
+        tune.report(replay_result(marker))
         return
     with tempfile.TemporaryDirectory(prefix="study-trial-") as tmp:
         resume_from = None

@@ -102,11 +102,17 @@ def test_healthy_trials_and_best_choice_unaffected(faulty):
 def test_optuna_storage_marks_the_failures(faulty):
     _, run, _, trials, by_index = faulty
     study = optuna.load_study(study_name="f-arterial", storage=f"sqlite:///{run}/optuna.db")
+    State = optuna.trial.TrialState
     states = [t.state for t in study.trials]
     assert len(states) == 6
-    errors = trials.filter(pl.col("status") == "ERROR").height
-    assert states.count(optuna.trial.TrialState.FAIL) >= errors >= 3
-    assert states.count(optuna.trial.TrialState.COMPLETE) >= len(HEALTHY)
+    assert trials.filter(pl.col("status") == "ERROR").height == len(PLAN)
+    assert states.count(State.FAIL) == len(PLAN)  # 4: raise, oom, killed, NaN metric
+    assert states.count(State.COMPLETE) == len(HEALTHY)  # 2, none PRUNED (grace = budget)
+    # trial by trial (matched by the sampled lr): FAIL exactly where the row says ERROR
+    by_lr = {t.params["lr"]: t for t in study.trials}
+    for i, row in by_index.items():
+        t = by_lr[json.loads(row["config"])["lr"]]
+        assert t.state == (State.FAIL if i in PLAN else State.COMPLETE), (i, t.state)
 
 
 # ----------------------------------------------------------------- zero finished trials

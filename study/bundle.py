@@ -24,6 +24,7 @@ from study.errors import ConfigError, DataError
 
 FORMAT = 1
 MANIFEST = "bundle.json"
+POSTPROCESSING_FILE = "postprocessing.json"  # = study.tune.final.POSTPROCESSING_FILE
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ModelRef:
     path: Path | None  # checkpoint directory (model.pt + config.json); None = missing
     val_dice: float | None = None
     budget: int | None = None
+    postprocessing: str = "none"  # chosen on validation by the study (rank 1 only)
 
     @property
     def key(self) -> str:
@@ -44,7 +46,8 @@ class ModelRef:
 
     def describe(self) -> dict:
         return {"phase": self.phase, "arch": self.arch, "trial": self.trial, "rank": self.rank,
-                "val_dice": self.val_dice, "budget": self.budget}
+                "val_dice": self.val_dice, "budget": self.budget,
+                "postprocessing": self.postprocessing}
 
 
 @dataclass
@@ -166,7 +169,7 @@ def _from_run(run: Path) -> Bundle:
             ckpt = None
         models.append(ModelRef(r["phase"], r["arch"], r["trial"], int(r["rank"]), ckpt,
                                r["final_val_dice"] if r["final_val_dice"] is not None
-                               else r["best_val_dice"], r["budget"]))
+                               else r["best_val_dice"], r["budget"], _chosen(ckpt)))
     label = meta.get("label") or prep.get("label")
     value = prep.get("label_value")
     if value is None:
@@ -174,6 +177,17 @@ def _from_run(run: Path) -> Bundle:
     return Bundle(source=run, name=str(meta.get("name") or run.name), dataset=dataset,
                   label=str(label), label_value=int(value), grid=tuple(int(g) for g in grid),
                   models=models, preprocessing=prep, versions=meta.get("versions") or {})
+
+
+def _chosen(ckpt: Path | None) -> str:
+    """The postprocessing the study chose for a tested model (``none`` if it chose none)."""
+    f = None if ckpt is None else ckpt / POSTPROCESSING_FILE
+    if f is None or not f.is_file():
+        return "none"
+    try:
+        return str(json.loads(f.read_text(encoding="utf-8")).get("chosen") or "none")
+    except ValueError:
+        return "none"
 
 
 def _run_dataset(run: Path, meta: dict) -> dict:
@@ -204,7 +218,8 @@ def _from_archive(path: Path) -> Bundle:
             raise ConfigError(f"{path}: archive format {man.get('format')!r}, this version "
                               f"reads {FORMAT}; export it again with this version")
         models = [ModelRef(m["phase"], m["arch"], m["trial"], int(m["rank"]), tmp / m["dir"],
-                           m.get("val_dice"), m.get("budget")) for m in man["models"]]
+                           m.get("val_dice"), m.get("budget"), m.get("postprocessing") or "none")
+                  for m in man["models"]]
         return Bundle(source=path, name=man["name"], dataset=_json(tmp / "dataset.json",
                                                                    "an nnU-Net dataset.json"),
                       label=man["label"], label_value=int(man["label_value"]),
@@ -245,6 +260,8 @@ def export_bundle(bundle: Bundle, models: list[ModelRef], out: str | os.PathLike
                 torch.save(payload, Path(d) / MODEL_FILE)
                 zf.write(Path(d) / MODEL_FILE, f"{member}/{MODEL_FILE}")
             zf.write(m.path / CONFIG_FILE, f"{member}/{CONFIG_FILE}")
+            if (m.path / POSTPROCESSING_FILE).is_file():
+                zf.write(m.path / POSTPROCESSING_FILE, f"{member}/{POSTPROCESSING_FILE}")
             entries.append({**m.describe(), "dir": member})
         zf.writestr("dataset.json", json.dumps(bundle.dataset, indent=1))
         manifest = {"format": FORMAT, "name": bundle.name, "source": str(bundle.source),

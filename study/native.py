@@ -33,30 +33,55 @@ def native_truth(prep, case_id: str) -> tuple[np.ndarray, tuple[float, float, fl
 
 
 def evaluate_test(model, config, prep, case_ids, *, out_dir: Path | None = None,
-                  log=None) -> list[dict]:
-    """Per-case metrics on both grids -> rows ``{case, metric, value, grid}``.
+                  postprocessing: str = "none", log=None) -> list[dict]:
+    """Per-case metrics on both grids -> rows ``{case, metric, value, grid, postprocessing}``.
 
     ``grid == "study"``: as `study.engine.evaluate` (the grid validation ranks on);
-    ``grid == "native"``: on the source grid against the label file. ``out_dir`` receives
-    ``CASE.nii.gz`` (uint8 mask, source affine) for every case.
+    ``grid == "native"``: on the source grid against the label file, raw (postprocessing
+    ``"none"``) and, when ``postprocessing`` names a candidate of `study.postprocess`, after
+    it. ``out_dir`` receives ``CASE.nii.gz`` (uint8 mask, source affine) for every case: the
+    mask with ``postprocessing`` applied, i.e. the one the shown numbers score.
     """
     from study.engine import evaluate
     from study.metrics import case_metrics
+    from study.postprocess import apply
 
     native: list[dict] = []
 
     def on_prediction(case: str, prob: np.ndarray) -> None:
         truth, spacing = native_truth(prep, case)
         p = to_native(prob, truth.shape)
-        m = case_metrics(p, truth, spacing, threshold=config.threshold)
-        native.extend({"case": case, "metric": k, "value": float(v), "grid": "native"}
-                      for k, v in m.items())
+        mask = p >= config.threshold
+        variants = {"none": mask}
+        if postprocessing != "none":
+            variants[postprocessing] = apply(mask, spacing, postprocessing)
+        for name, m_ in variants.items():
+            m = case_metrics(m_, truth, spacing)
+            native.extend({"case": case, "metric": k, "value": float(v), "grid": "native",
+                           "postprocessing": name} for k, v in m.items())
         if out_dir is not None:
             src = prep.source(case)
-            save_nifti((p >= config.threshold).astype(np.uint8), src["affine"],
+            save_nifti(variants[postprocessing].astype(np.uint8), src["affine"],
                        Path(out_dir) / f"{case}.nii.gz")
         if log is not None:
             log(f"  {case}: native dice {m['dice']:.4f}")
 
     study = evaluate(model, config, prep, case_ids, on_prediction=on_prediction)
-    return [{**r, "grid": "study"} for r in study] + native
+    return [{**r, "grid": "study", "postprocessing": "none"} for r in study] + native
+
+
+def choose_postprocessing(model, config, prep, val_cases) -> dict:
+    """Predict the validation cases, map them to their native grids and pick the
+    postprocessing of `study.postprocess.choose` (``none`` unless one beats it)."""
+    from study.inference import predict_volume
+    from study.models import model_kind
+    from study.postprocess import choose
+
+    cases = []
+    for case in val_cases:
+        prob = predict_volume(model, model_kind(config.arch),
+                              prep.image(case, list(config.phases)), patch=config.patch,
+                              overlap=config.overlap, batch_size=config.eval_batch_size)
+        truth, spacing = native_truth(prep, case)
+        cases.append((to_native(prob, truth.shape) >= config.threshold, truth, spacing))
+    return choose(cases)

@@ -18,8 +18,9 @@ architecture, or all of them (each group weighs the same, whatever its K).
 Each case goes through the training preprocessing (`study.data.resample.preprocess_image`:
 resample to the run's grid, percentile clip + z-score, int16 round trip) and the same
 inference (sliding window, slices or slabs; bf16 autocast on CUDA); the mean probability is
-resampled to the case's source grid (`study.native.to_native`), thresholded and written as
-a uint8 mask with the source affine: ``OUT/CASE.nii.gz`` when one output is asked for, else
+resampled to the case's source grid (`study.native.to_native`), thresholded, postprocessed
+as the study chose on validation (``--postprocessing auto``; see `study.postprocess`) and
+written as a uint8 mask with the source affine: ``OUT/CASE.nii.gz`` when one output is asked for, else
 ``OUT/PHASE/ARCH/CASE.nii.gz`` (or ``OUT/PHASE/`` / ``OUT/ARCH/`` for ensembles).
 ``--save-probabilities`` adds ``CASE.npz`` (``probabilities`` float16 on the source grid,
 ``affine``). ``OUT/predictions.json`` records which models made each file.
@@ -54,10 +55,35 @@ class Output:
 
     folder: str  # relative to OUT ("" = OUT itself)
     groups: list[list[ModelRef]]  # each group: the top-K models of one (phase, arch)
+    postprocessing: str = "none"  # applied to the thresholded mask (study.postprocess)
 
     @property
     def models(self) -> list[ModelRef]:
         return [m for g in self.groups for m in g]
+
+
+def set_postprocessing(outputs: list[Output], choice: str) -> list[str]:
+    """``choice``: a candidate of `study.postprocess` for every output, or ``auto``: the one
+    the study chose on validation for the output's models when they all agree (a single
+    model, or an ensemble of models with the same choice), else ``none``. -> notes."""
+    from study.postprocess import CANDIDATES
+
+    if choice != "auto" and choice not in CANDIDATES:
+        raise ConfigError(f"--postprocessing {choice}: use auto or one of "
+                          f"{', '.join(CANDIDATES)}")
+    notes = []
+    for o in outputs:
+        chosen = {m.postprocessing for m in o.models}
+        if choice != "auto":
+            o.postprocessing = choice
+        elif len(chosen) == 1:
+            o.postprocessing = chosen.pop()
+        else:
+            o.postprocessing = "none"
+            notes.append(f"{o.folder or 'output'}: its models were chosen different "
+                         f"postprocessing ({', '.join(sorted(chosen))}); none applied (set "
+                         f"--postprocessing to choose one)")
+    return notes
 
 
 def plan_outputs(models: list[ModelRef], ensemble: str | None) -> list[Output]:
@@ -207,10 +233,12 @@ def _paths(out: Path, o: Output, case: str, probabilities: bool) -> list[Path]:
 def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: list[Output],
                  out: Path, *, probabilities: bool = False) -> dict[str, list[str]]:
     """Segment one case into every output; return {written file: model keys}."""
+    from study.data.dataset import voxel_spacing
     from study.data.resample import preprocess_image
     from study.inference import save_nifti
     from study.io import atomic_path
     from study.native import to_native
+    from study.postprocess import apply
 
     every = [m for o in outputs for m in o.models]
     phases = pred.input_phases(every)
@@ -225,7 +253,8 @@ def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: li
         results.append((o, prob, pred.threshold(o.models)))
     for o, prob, threshold in results:
         paths = _paths(out, o, case, probabilities)
-        save_nifti((prob >= threshold).astype(np.uint8), affine, paths[0])
+        mask = apply(prob >= threshold, voxel_spacing(affine), o.postprocessing)
+        save_nifti(mask.astype(np.uint8), affine, paths[0])
         if probabilities:
             with atomic_path(paths[1], suffix=".npz") as tmp:
                 np.savez_compressed(tmp, probabilities=prob.astype(np.float16), affine=affine)
@@ -252,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average the K best trials of each (phase, arch) (default 1)")
     p.add_argument("--ensemble", choices=ENSEMBLES,
                    help="average over architectures (per phase), phases (per arch), or all")
+    p.add_argument("--postprocessing", default="auto",
+                   help="auto (default: what the study chose on validation for these models), "
+                        "none, or a candidate of study.postprocess (e.g. largest)")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write CASE.npz: float16 probabilities on the source grid")
     p.add_argument("--continue", dest="resume", action="store_true",
@@ -283,6 +315,8 @@ def _main(argv=None) -> int:
     with open_bundle(args.run) as bundle:
         models = bundle.select(phases=args.phase, archs=args.arch, top=args.top)
         outputs = plan_outputs(models, args.ensemble)
+        for note in set_postprocessing(outputs, args.postprocessing):
+            print(f"note: {note}", file=sys.stderr)
         cases = find_cases(args.input)
         out = ensure_writable_dir(args.output, "-o", ConfigError)
         pred = Predictor(bundle, args.device)
@@ -292,6 +326,7 @@ def _main(argv=None) -> int:
                 "label_value": bundle.label_value, "grid": list(bundle.grid),
                 "top": args.top, "ensemble": args.ensemble, "device": str(pred.device),
                 "models": {m.key: {**m.describe(), "path": bundle.where(m)} for m in models},
+                "postprocessing": {o.folder or ".": o.postprocessing for o in outputs},
                 "files": {}, "failed": {}}
         if args.resume:
             prev = _previous(out)

@@ -6,6 +6,10 @@ metric, value). Validation rows come at every evaluation: one per case and metri
 ``split == "train"`` for ``train_loss``. Test rows (``split == "test"``) hold the
 whole-volume metrics of the best trial per (phase, arch) on each test case.
 
+The ``postprocessing`` column names the postprocessing applied before scoring (test rows
+only, `study.postprocess`): ``"none"`` = the raw prediction (always stored), else the
+candidate chosen on validation for that (phase, arch); tables show the chosen one.
+
 The ``grid`` column says where a number was measured: ``"study"`` (the resampled study
 grid the models train on: every validation row) or ``"native"`` (the probability map
 resampled back to the case's source NIfTI grid and compared with the original label
@@ -37,7 +41,7 @@ from study.io import atomic_path
 METRIC_SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String, "trial": pl.String, "arch": pl.String, "phase": pl.String,
     "iteration": pl.Int64, "split": pl.String, "case": pl.String, "metric": pl.String,
-    "value": pl.Float64, "grid": pl.String,
+    "value": pl.Float64, "grid": pl.String, "postprocessing": pl.String,
 }
 TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String, "trial": pl.String, "arch": pl.String, "phase": pl.String,
@@ -45,8 +49,8 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "stop_reason": pl.String, "best_val_dice": pl.Float64, "wall_s": pl.Float64,
     "final_val_dice": pl.Float64, "checkpoint": pl.String, "node": pl.String,
 }
-OPTIONAL = {"final_val_dice", "checkpoint", "node", "grid"}  # extension columns rows may omit
-METRIC_KEY = ["study", "trial", "iteration", "split", "grid", "case", "metric"]
+OPTIONAL = {"final_val_dice", "checkpoint", "node", "grid", "postprocessing"}  # rows may omit
+METRIC_KEY = ["study", "trial", "iteration", "split", "grid", "postprocessing", "case", "metric"]
 GRIDS = ("study", "native")  # where a metric was measured (module docstring)
 TRIAL_KEY = ["study", "trial"]
 STATUSES = ("TERMINATED", "STOPPED", "ERROR")
@@ -68,6 +72,8 @@ def _frame(rows: Iterable[dict], schema: dict[str, pl.DataType]) -> pl.DataFrame
 def _default_grid(df: pl.DataFrame) -> pl.DataFrame:
     if "grid" in df.columns:
         df = df.with_columns(pl.col("grid").fill_null("study"))
+    if "postprocessing" in df.columns:
+        df = df.with_columns(pl.col("postprocessing").fill_null("none"))
     return df
 
 
@@ -185,10 +191,21 @@ def displayed_grid(metrics: pl.DataFrame) -> str | None:
 
 def displayed_test(metrics: pl.DataFrame) -> pl.DataFrame:
     """The test rows to show: those on the native grid when there are any, else the study
-    grid's (runs made before native-grid evaluation)."""
+    grid's (runs made before native-grid evaluation); per trial, with the postprocessing
+    chosen on validation when one was (rows other than ``"none"``), else the raw ones."""
     grid = displayed_grid(metrics)
-    return metrics.filter((pl.col("split") == "test")
+    test = metrics.filter((pl.col("split") == "test")
                           & (pl.col("grid").fill_null("study") == (grid or "study")))
+    return chosen_postprocessing(test, ["study", "trial"])
+
+
+def chosen_postprocessing(test: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Per group ``by`` (a trial), the postprocessed rows when there are any, else "none"."""
+    if "postprocessing" not in test.columns:
+        return test
+    pp = pl.col("postprocessing").fill_null("none")
+    has = (pp != "none").any().over(by)
+    return test.filter(pl.when(has).then(pp != "none").otherwise(pp == "none"))
 
 
 def format_test_table(metrics: pl.DataFrame) -> str:
@@ -212,7 +229,15 @@ def format_test_table(metrics: pl.DataFrame) -> str:
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     where = GRID_WORDS[displayed_grid(test) or "study"]
-    return "\n".join([f"({where})", *(fmt.format(*r) for r in [head, *lines])])
+    out = [f"({where})", *(fmt.format(*r) for r in [head, *lines])]
+    pp = test.select("phase", "arch", pl.col("postprocessing").fill_null("none")).unique()
+    if "postprocessing" in test.columns and (pp["postprocessing"] != "none").any():
+        from study.postprocess import WORDS
+
+        out.append("postprocessing (chosen on validation): " + "; ".join(
+            f"{r['phase']}/{r['arch']}: {WORDS.get(r['postprocessing'], r['postprocessing'])}"
+            for r in pp.sort("phase", "arch").iter_rows(named=True)))
+    return "\n".join(out)
 
 
 GRID_WORDS = {"native": "native grid: predictions resampled to each case's source image, "

@@ -10,7 +10,7 @@ from pathlib import Path
 from study.errors import DataError
 from study.io import ensure_writable_dir, write_text_atomic
 from study.report.html import message, page
-from study.report.load import Run, all_metrics, all_trials, load_runs
+from study.report.load import Run, all_metrics, all_trials, label_of, load_runs
 from study.report.section_media import pictures_section, provenance_section
 from study.report.section_results import results_section
 from study.report.section_study import study_section
@@ -38,8 +38,10 @@ def render(runs: Sequence[Run], *, max_cases: int = 3, generated: str | None = N
             ("provenance", "4. Provenance", provenance_section(runs, generated)),
             ("use", "5. Use the models", use_section(runs)),
         ]
-    subtitle = (f"{len(runs)} run(s) · {trials.height} trial(s) · liver-tumor segmentation, "
-                f"multi-phase MRI · generated {generated}")
+    phases = sorted({p for r in runs for p in (r.meta.get("phases") or [])})
+    mri = "multi-phase MRI" if len(phases) > 1 else "MRI"
+    subtitle = (f"{len(runs)} run(s) · {trials.height} trial(s) · {label_of(runs)} "
+                f"segmentation, {mri} · generated {generated}")
     return page(title, subtitle, sections)
 
 

@@ -158,3 +158,14 @@ def all_trials(runs: Sequence[Run]) -> pl.DataFrame:
     frames = [r.trials for r in runs]
     empty = pl.DataFrame(schema={**TRIAL_SCHEMA, "number": pl.Int64, "run": pl.String})
     return pl.concat(frames, how="vertical") if frames else empty
+
+
+def label_of(runs: Sequence[Run]) -> str:
+    """The label the runs segment (study.json "label"), e.g. "liver"; "tumor" when unknown;
+    several labels joined with " / "."""
+    labels = []
+    for r in runs:
+        lab = str(r.meta.get("label") or "tumor")
+        if lab not in labels:
+            labels.append(lab)
+    return " / ".join(labels) or "tumor"

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from study.report.html import esc, message, note, table
-from study.report.load import Run
+from study.report.load import Run, label_of
 from study.report.pictures import PhasePictures, phase_pictures
 from study.report.section_results import expected_phases
 
@@ -26,7 +26,7 @@ def _views_html(views) -> str:
     return " ".join(out)
 
 
-def phase_pictures_html(pp: PhasePictures) -> str:
+def phase_pictures_html(pp: PhasePictures, label: str = "tumor") -> str:
     parts = []
     if pp.message:
         parts.append(message(f"phase {pp.phase}: {pp.message}"))
@@ -35,7 +35,7 @@ def phase_pictures_html(pp: PhasePictures) -> str:
     headers = [esc("Test case")] + [esc(a) for a in pp.archs]
     rows = []
     for cp in pp.cases:
-        tds = [f'<td class="k">{esc(cp.case)}<br><small>{cp.tumor_voxels} tumor voxels</small></td>']
+        tds = [f'<td class="k">{esc(cp.case)}<br><small>{cp.tumor_voxels} {esc(label)} voxels</small></td>']
         for arch in pp.archs:
             if arch in cp.views:
                 tds.append(f'<td class="pics">{_views_html(cp.views[arch])}</td>')
@@ -47,9 +47,11 @@ def phase_pictures_html(pp: PhasePictures) -> str:
 
 
 def pictures_section(runs: Sequence[Run], max_cases: int = 3) -> str:
+    label = label_of(runs)
     parts = [note(
-        "Best model of each architecture, test cases with the most tumor voxels. Left: axial slice "
-        "where the largest tumor is widest; right: coronal slice through it (same mm per pixel, so "
+        f"Best model of each architecture, test cases with the most {label} voxels. Left: axial "
+        f"slice where the largest {label} component is widest; right: coronal slice through it "
+        "(same mm per pixel, so "
         "z-steps of slice-wise models show). Image axes: first voxel axis to the right, second "
         "(axial) / third (coronal) axis up."
     ), '<p class="legend note">Legend:<span style="background:#00e600"></span>ground truth outline'
@@ -60,7 +62,8 @@ def pictures_section(runs: Sequence[Run], max_cases: int = 3) -> str:
             parts.append(message(f"run {run.name}: no phases, no pictures"))
         for phase in phases:
             parts.append(f"<h3>{esc(run.name)} · {esc(phase)}</h3>")
-            parts.append(phase_pictures_html(phase_pictures(run.path, run.meta, phase, max_cases)))
+            parts.append(phase_pictures_html(phase_pictures(run.path, run.meta, phase, max_cases),
+                                             str(run.meta.get("label") or "tumor")))
     return "".join(parts)
 
 

@@ -9,12 +9,27 @@ import polars as pl
 
 from study.report import figures, tables
 from study.report.html import cell, esc, figure, fmt, message, note, table
-from study.report.load import Run
+from study.report.load import Run, label_of
 
 # Every metric is defined for every case (study.metrics.case_metrics never gives NaN), so a
 # dash can only mean a missing value.
-DASH_NOTE = ("– = not evaluated. Every metric is defined for every case: a case with no tumor "
+DASH_NOTE = ("– = not evaluated. Every metric is defined for every case: a case with no {label} "
              "predicted scores precision 0 (recall 0, Dice 0), and 1 when the truth is empty too.")
+SEED_PHASES = ("arterial", "portal")
+
+
+def seed_comparable(runs: Sequence[Run]) -> str | None:
+    """None when the seed's published means apply (a tumor label on arterial / portal
+    phases), else why they do not."""
+    label = label_of(runs)
+    phases = {p for r in runs for p in (r.meta.get("phases") or [])}
+    if label != "tumor":
+        return (f"The seed's published means are for tumor segmentation; this study segments "
+                f"{label}, so they are not shown.")
+    if not phases & set(SEED_PHASES):
+        return (f"The seed's published means are for the arterial and portal phases; this study "
+                f"has {', '.join(sorted(phases)) or 'no phases'}, so they are not shown.")
+    return None
 
 
 def expected_phases(run: Run) -> list[str]:
@@ -135,6 +150,24 @@ def paired_section(results: pl.DataFrame, show_run: bool) -> str:
     return "".join(parts)
 
 
+def postprocessing_words(metrics: pl.DataFrame) -> str:
+    """Which postprocessing the shown test numbers include, per (run, phase, arch)."""
+    from study.postprocess import WORDS
+
+    shown = tables.shown_grid(metrics)
+    if "postprocessing" not in shown.columns or shown.is_empty():
+        return ""
+    rows = shown.select("run", "phase", "arch", "postprocessing").unique().sort(
+        "run", "phase", "arch").to_dicts()
+    if all((r["postprocessing"] or "none") == "none" for r in rows):
+        return ("Postprocessing: none (no candidate beat the raw prediction on the validation "
+                "cases, or none was tried).")
+    return ("Postprocessing chosen on the validation cases and applied to these test numbers "
+            "(the raw ones are in metrics.parquet, postprocessing = none): " + "; ".join(
+                f"{r['phase']}/{r['arch']}: {WORDS.get(r['postprocessing'], r['postprocessing'])}"
+                for r in rows) + ".")
+
+
 def _grid_words(grids: dict[str, str]) -> str:
     native = sorted(r for r, g in grids.items() if g == "native")
     study = sorted(r for r, g in grids.items() if g != "native")
@@ -155,9 +188,12 @@ def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataF
         "Test set, one column per test case (number and case id), the mean over the row's cases "
         "last. Each row block is the best trial (by validation Dice) of one architecture for one "
         "phase. Highlighted: the best value of each column among the architectures of a phase "
-        "(lowest for HD95, highest otherwise). " + DASH_NOTE
+        "(lowest for HD95, highest otherwise). " + DASH_NOTE.format(label=label_of(runs))
     )]
     parts.append(note(_grid_words(tables.test_grids(metrics))))
+    pp = postprocessing_words(metrics)
+    if pp:
+        parts.append(note(pp))
     for run in runs:
         have = set(results.filter(pl.col("run") == run.name).get_column("phase").unique().to_list())
         for phase in expected_phases(run):
@@ -184,6 +220,10 @@ def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataF
                       "neighbouring axial slices (higher is smoother)."))
     parts.append(_block(results, tables.EXTRA_METRICS, show_run, trials))
     parts.append("<h3>Reference: the seed's published means (Table 1 of the report)</h3>")
+    why_not = seed_comparable(runs)
+    if why_not:
+        parts.append(message(why_not))
+        return "".join(parts)
     parts.append(note("Seed rows (italic) are the course report's means over its 8 test cases; the "
                       "rows below each are this study's means for the corresponding architectures "
                       "(its own data and test cases, so only roughly comparable). The seed's 3D rows "

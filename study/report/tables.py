@@ -87,13 +87,17 @@ def best_trials(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
 
 def shown_grid(metrics: pl.DataFrame) -> pl.DataFrame:
     """Test rows on the grid the report shows: per run, the native grid when the run measured
-    there (`study.native`), else the study grid (runs made before native evaluation)."""
+    there (`study.native`), else the study grid (runs made before native evaluation); per
+    trial, with the postprocessing chosen on validation (`study.postprocess`) when any."""
     test = metrics.filter(pl.col("split") == "test")
     if "grid" not in test.columns:
         return test
+    from study.results import chosen_postprocessing
+
     native = (pl.col("grid") == "native").any().over("run")
-    return test.filter(pl.col("grid") == pl.when(native).then(pl.lit("native"))
+    test = test.filter(pl.col("grid") == pl.when(native).then(pl.lit("native"))
                        .otherwise(pl.lit("study")))
+    return chosen_postprocessing(test, ["run", "trial"])
 
 
 def test_grids(metrics: pl.DataFrame) -> dict[str, str]:

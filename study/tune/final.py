@@ -2,7 +2,9 @@
 
 The best trial's latest checkpoint (the model at the budget it reached, the one its
 ``final_val_dice`` was measured on) is evaluated whole-volume per test case, on the study
-grid and on each case's native grid (`study.native`); predictions are written as NIfTI to
+grid and on each case's native grid (`study.native`), raw and with the postprocessing chosen
+on the validation cases (`study.postprocess`, recorded in ``best/PHASE/ARCH/postprocessing.json``);
+predictions (postprocessed) are written as NIfTI to
 ``runs/NAME/predictions/PHASE/ARCH/CASE.nii.gz`` in the source geometry (the masks the
 native numbers score), the weights copied to ``runs/NAME/best/PHASE/ARCH/``, and rows with
 ``split == "test"`` (``grid`` "study" and "native") appended to ``metrics.parquet``.
@@ -18,10 +20,13 @@ import polars as pl
 
 from study.results import ResultsStore, best_trials, read_trials
 
+POSTPROCESSING_FILE = "postprocessing.json"  # in best/PHASE/ARCH: chosen on validation
+
 
 def _rows(base: dict, rows: list[dict]) -> list[dict]:
     return [{**base, "split": "test", "case": str(r["case"]), "metric": str(r["metric"]),
-             "value": float(r["value"]), "grid": r.get("grid", "study")} for r in rows]
+             "value": float(r["value"]), "grid": r.get("grid", "study"),
+             "postprocessing": r.get("postprocessing", "none")} for r in rows]
 
 
 def evaluate_best(run_dir: Path, study: str, prep, test_cases: list[str], *, trainable: str,
@@ -59,10 +64,18 @@ def evaluate_best(run_dir: Path, study: str, prep, test_cases: list[str], *, tra
 def _evaluate_engine(run_dir: Path, phase: str, arch: str, ckpt: Path, prep,
                      cases: list[str]) -> list[dict]:
     from study.engine import copy_checkpoint, load_model, resolve_device
-    from study.native import evaluate_test
+    from study.io import write_text_atomic
+    from study.native import choose_postprocessing, evaluate_test
+    from study.postprocess import WORDS
 
     model, config = load_model(ckpt, device=resolve_device(None))
-    rows = evaluate_test(model, config, prep, cases,
+    pp = choose_postprocessing(model, config, prep, list(prep.split["val"]))
+    scores = pp["val_dice"]
+    print(f"postprocessing {phase}/{arch}: {WORDS[pp['chosen']]} (validation Dice "
+          f"{scores['none']:.4f} -> {scores[pp['chosen']]:.4f} on {pp['cases']} case(s))",
+          flush=True)
+    rows = evaluate_test(model, config, prep, cases, postprocessing=pp["chosen"],
                          out_dir=run_dir / "predictions" / phase / arch)
-    copy_checkpoint(ckpt, run_dir / "best" / phase / arch)
+    best = copy_checkpoint(ckpt, run_dir / "best" / phase / arch)
+    write_text_atomic(Path(best) / POSTPROCESSING_FILE, json.dumps(pp, indent=1))
     return rows

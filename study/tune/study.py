@@ -257,6 +257,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     evaluate_best(s.run_dir, s.name, prep, list(prep.split["test"]),
                   trainable=s.space.trainable, fake_options=s.space.fake, log=log)
     wall = time.time() - t0
+    meta["postprocessing"] = _postprocessing(s.run_dir)
     meta.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 wall_s=round(wall + float((saved or {}).get("wall_s") or 0.0), 1),
                 tune_s=tune_s)
@@ -264,6 +265,16 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     log(closing_note(s, wall, tune_s))
     log(_report(s) if s.report else "report: skipped (--no-report)")
     return 0
+
+
+def _postprocessing(run_dir: Path) -> dict:
+    """PHASE/ARCH -> the postprocessing chosen on validation (best/PHASE/ARCH/...json)."""
+    from study.tune.final import POSTPROCESSING_FILE
+
+    out = {}
+    for f in sorted((run_dir / "best").glob(f"*/*/{POSTPROCESSING_FILE}")):
+        out[f"{f.parent.parent.name}/{f.parent.name}"] = json.loads(f.read_text())
+    return out
 
 
 def study_phases(s: StudySettings, data: Path, log) -> list[str]:

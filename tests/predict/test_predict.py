@@ -13,7 +13,7 @@ import pytest
 from study.evaluate import main as evaluate
 from study.export import main as export
 from study.predict import main as predict
-from study.results import read_metrics
+from study.results import displayed_test, read_metrics
 
 
 def _mask(path):
@@ -28,8 +28,8 @@ def test_predict_then_evaluate_reproduces_the_runs_native_test_metrics(
         tiny_run, case_inputs, small_phantom, tmp_path):
     out = tmp_path / "pred"
     assert predict([str(tiny_run), "-i", str(case_inputs), "-o", str(out)]) == 0
-    test = read_metrics(tiny_run).filter((pl.col("split") == "test")
-                                         & (pl.col("grid") == "native"))
+    test = displayed_test(read_metrics(tiny_run))  # native, chosen postprocessing
+    assert set(test["grid"]) == {"native"}
     groups = test.select("phase", "arch").unique().rows()
     assert len(groups) == 4  # arterial unet2d/hybrid/unet3d, portal unet2d
     for phase, arch in groups:
@@ -182,3 +182,46 @@ def test_report_links_the_prediction_command_and_says_native_grid(tiny_run, tmp_
     assert f"python -m study.predict {tiny_run} -i NEW_SCANS/ -o MASKS/" in html
     assert f"python -m study.export {tiny_run} -o tiny-model.zip" in html
     assert "Measured on the native grid" in html
+
+
+def test_postprocessing_is_chosen_on_validation_recorded_and_reapplied(tiny_run, case_inputs,
+                                                                      tmp_path):
+    """The run records its choice per model; raw native rows are kept beside the shown ones;
+    predict applies the choice (auto) or not (none)."""
+    m = read_metrics(tiny_run).filter(pl.col("split") == "test")
+    for phase, arch in m.select("phase", "arch").unique().rows():
+        pp = json.loads((tiny_run / "best" / phase / arch / "postprocessing.json").read_text())
+        assert pp["cases"] == 1 and set(pp["val_dice"]) >= {"none", "largest"}
+        assert pp["chosen"] == "none" or pp["val_dice"][pp["chosen"]] > pp["val_dice"]["none"]
+        rows = m.filter((pl.col("phase") == phase) & (pl.col("arch") == arch)
+                        & (pl.col("grid") == "native"))
+        assert set(rows["postprocessing"]) == {"none", pp["chosen"]}
+    out = tmp_path / "raw"
+    assert predict([str(tiny_run), "-i", str(case_inputs), "-o", str(out), "--arch", "hybrid",
+                    "--phase", "arterial", "--postprocessing", "largest"]) == 0
+    info = json.loads((out / "predictions.json").read_text())
+    assert info["postprocessing"] == {".": "largest"}
+    from scipy import ndimage
+
+    for f in out.glob("*.nii.gz"):  # at most one 26-connected component is left
+        n = ndimage.label(_mask(f), structure=np.ones((3, 3, 3)))[1]
+        assert n <= 1
+
+
+def test_liver_study_report_speaks_of_liver_and_has_no_tumor_reference(copy_run, tmp_path):
+    from study.report import build_report
+
+    run = copy_run("liver")
+    meta = json.loads((run / "study.json").read_text())
+    meta.update(label="liver", phases=["T2SPIR"])
+    meta["preprocessing"]["label"] = "liver"  # as prepare() records a liver study
+    (run / "study.json").write_text(json.dumps(meta))
+    html = build_report(run, tmp_path / "r.html").read_text()
+    body = html.split("<script")[0] + "".join(p.split("</script>")[-1]
+                                             for p in html.split("<script")[1:])
+    assert "liver segmentation, MRI" in body and "liver voxels" in body
+    why = ("The seed&#x27;s published means are for tumor segmentation; this study segments "
+           "liver, so they are not shown.")
+    assert why in body  # the only place the word may appear: saying why the seed is absent
+    assert "tumor" not in body.replace(why, "").lower()
+    assert "Seed rows (italic)" not in body

@@ -207,8 +207,8 @@ def reconcile(plan: PhasePlan, grid: tune.ResultGrid, stopped_by: str = "ASHA") 
     added = 0
     for result in grid:
         metrics = result.metrics or {}
-        if not metrics and result.error is None:
-            continue  # never started (the time budget ended first): nothing to record
+        if metrics.get("iteration") is None and result.error is None:
+            continue  # no evaluation before the time budget ended: nothing to record
         trial_id = metrics.get("trial_id") or Path(str(result.path)).name
         if trial_id in have:
             continue

@@ -16,13 +16,13 @@ For each wall time T and round (the order of the two alternates between rounds):
     128 x 128 with MONAI transforms (percentile scaling 0.5-99.5 to [0, 1]), batch 16, no
     search; it trains for T (both CPU threads), validating every minute and keeping the best
     validation Dice (the tutorials' "best_metric_model").
-(b) **study**: ``python -m study.launch --space SPACE --time T`` (the space's ``cpu`` budget,
-    2 CPUs), its best trial as the launch tests it.
+(b) **study**: ``python -m study.launch --space SPACE --time T --seed ROUND`` (the space's
+    ``cpu`` budget, 2 CPUs), its best trial as the launch tests it (the split stays fixed).
 
 Both are scored per test case on the native grid by the same code (`study.metrics`): the
 probability map resized back to the case's source grid, threshold 0.5, against the label
 file at its voxel spacing. Printed: per-case Precision / Recall / Dice of both, and the ratio
-study / baseline of mean test Dice; written to ``benchmarks/results/peer_baseline.json``.
+study / baseline of mean test Dice; written to ``benchmarks/results/peer_baseline_<T>min.json``.
 Run it alone on the machine (it measures wall-time-limited training).
 """
 
@@ -187,7 +187,7 @@ def _test_baseline(model, ds: Path, cases: list[str]) -> dict:
 # --------------------------------------------------------------------------- study
 
 
-def run_study(ds: Path, minutes: float, space: str, work: Path, name: str) -> dict:
+def run_study(ds: Path, minutes: float, space: str, work: Path, name: str, seed: int) -> dict:
     import polars as pl
 
     from study.results import best_trials, read_metrics, read_trials
@@ -195,7 +195,7 @@ def run_study(ds: Path, minutes: float, space: str, work: Path, name: str) -> di
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "study.launch", "--space", space, "--data", str(ds),
            "--time", f"{minutes:g}m", "--name", name, "--out", str(work), "--cpus", "2",
-           "--no-report", "--split-seed", "0"]
+           "--no-report", "--split-seed", "0", "--seed", str(seed)]
     log = work / f"{name}.log"
     with open(log, "w") as fh:
         rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO).returncode
@@ -251,13 +251,15 @@ def main(argv=None) -> int:
                 if who == "baseline":
                     got["baseline"] = run_baseline(ds, split, minutes, seed=r)
                 else:
-                    got["study"] = run_study(ds, minutes, args.space, work, f"s{minutes:g}-{r}")
+                    got["study"] = run_study(ds, minutes, args.space, work, f"s{minutes:g}-{r}",
+                                             seed=r)
             got["ratio"] = _mean(got["study"]["cases"]) / _mean(got["baseline"]["cases"])
             got["load_after"] = os.getloadavg()[0]
             results.append(got)
             _print_round(got)
     _print_summary(results)
-    write_result("peer_baseline", {"space": args.space, "split": split, "rounds": results,
+    name = "peer_baseline_" + "_".join(f"{m:g}" for m in args.minutes) + "min"
+    write_result(name, {"space": args.space, "split": split, "rounds": results,
                                    "environment_end": environment()})
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -65,7 +65,7 @@ def test_budget_overrides_and_iteration_budget():
     b = space.budget("500")
     assert (b.iterations, b.eval_every, b.grid) == (500, 50, (320, 256, 72))
     assert b.eval_every <= b.grace_period <= 500
-    with pytest.raises(ConfigError, match="no budget 'huge'.*smoke, demo, full"):
+    with pytest.raises(ConfigError, match="no budget 'huge'.*smoke, demo, cpu, full"):
         space.budget("huge")
 
 

@@ -201,6 +201,13 @@ class Recorder(tune.Callback):
         self._trial(trial, str(text) if text else "trial failed")
 
     def on_experiment_end(self, trials, **info):
+        # Tune stopped at the time budget: it tells no callback about the trials it stops,
+        # so record those that evaluated at least once, at the budget they reached
+        if getattr(self, "deadline", None) and time.time() >= self.deadline - 1.0:
+            for t in trials:
+                last = t.last_result or {}
+                if t.status != "ERROR" and last.get("iteration") is not None:
+                    self._trial(t, None)
         self.flush()
 
     # ------------------------------------------------------------------ writing

@@ -32,34 +32,40 @@ def test_parse_duration():
 
 def test_time_budget_stops_the_study_and_records_every_trial(ray_session, fake_space,
                                                              small_phantom, tmp_path, capsys):
-    # each trial needs 4 x 1.5 s = 6 s at full budget; 2 at once; 12 s cannot finish them all
-    space = fake_space(fake={"sleep": 1.5}, trials=8, iterations=40, eval_every=10, grace=40)
+    # a trial needs 30 x 1 s at full budget, more than the whole 25 s: the trials running
+    # when the time is up are stopped there, after a few evaluations each (25 s leaves
+    # room for slow Ray worker starts on a loaded machine)
+    space = fake_space(fake={"sleep": 1.0}, trials=8, iterations=300, eval_every=10,
+                       grace=300)
     t0 = time.time()
     assert main(["--space", str(space), "--data", str(small_phantom), "--name", "t",
-                 "--out", str(tmp_path), "--no-report", "--time", "12s",
+                 "--out", str(tmp_path), "--no-report", "--time", "25s",
                  "--budget", "smoke"]) == 0
     wall = time.time() - t0
     run = tmp_path / "t"
     trials = read_trials(run)
-    assert 2 <= trials.height < 1000  # the clock ended it, not the count
-    assert wall < 12 + 25  # the budget plus Ray's start and stop and the test evaluation
-    stopped = trials.filter(pl.col("status") == "STOPPED")
-    assert stopped.height >= 1  # trials running at the end are kept, at the budget they had
+    assert 1 <= trials.height <= 2  # the two that started (2 slots); the clock ended it
+    assert wall < 25 + 30  # the budget plus Ray's start and stop and the test evaluation
+    assert set(trials["status"]) == {"STOPPED"}
     assert all(r.startswith("stopped by the time budget at iteration")
-               for r in stopped["stop_reason"])
-    assert set(trials["status"]) <= {"TERMINATED", "STOPPED"}
-    # every trial that reported is recorded (Ray's results), and Optuna agrees
-    m = read_metrics(run).filter(pl.col("split") == "val")
-    assert set(m["trial"]) <= set(trials["trial"])
+               for r in trials["stop_reason"])
+    assert all(10 <= b < 300 for b in trials["budget"])  # recorded at the budget reached
+    # every trial that reported is recorded with all its evaluations, and Optuna agrees
+    m = read_metrics(run).filter((pl.col("split") == "val") & (pl.col("case") == "mean")
+                                 & (pl.col("metric") == "dice"))
+    assert set(m["trial"]) == set(trials["trial"])
+    for r in trials.iter_rows(named=True):
+        assert sorted(m.filter(pl.col("trial") == r["trial"])["iteration"]) == list(
+            range(10, r["budget"] + 1, 10))
     study = optuna.load_study(study_name="t-arterial", storage=f"sqlite:///{run}/optuna.db")
-    states = [t.state for t in study.trials]
-    assert states.count(State.COMPLETE) == trials.filter(pl.col("status") == "TERMINATED").height
-    assert states.count(State.PRUNED) == stopped.height
+    pruned = [t for t in study.trials if t.state == State.PRUNED]
+    assert len(pruned) == trials.height
+    assert not [t for t in study.trials if t.state in (State.RUNNING, State.COMPLETE)]
     # the best trial was tested
     assert read_metrics(run).filter(pl.col("split") == "test").height > 0
-    out = capsys.readouterr().out  # the phase gets what preprocessing left of the 12 s
+    out = capsys.readouterr().out  # the phase gets what preprocessing left of the 25 s
     assert re.search(r"phase arterial: time budget of (\d+) s reached", out)
-    assert "stopped by the time budget, 0 failed" in out
+    assert re.search(r"[12] stopped by the time budget, 0 failed", out)
 
 
 def test_start_with_runs_first(ray_session, fake_space, small_phantom, tmp_path):

@@ -157,7 +157,7 @@ class Recorder(tune.Callback):
     def __getstate__(self):  # pickled with the Tuner: read the table afresh after a restore
         return {**self.__dict__, "_recorded_ids": None}
 
-    def _trial(self, trial, error: str | None) -> None:
+    def _trial(self, trial, error: str | None, last: dict | None = None) -> None:
         if trial.trial_id in self._recorded():
             # recorded before a driver restart (Optuna was told then too): the first record
             # stands; Ray only ended the trial again because its saved state predates it
@@ -169,13 +169,13 @@ class Recorder(tune.Callback):
         ckpt = trial.checkpoint
         row = trial_row(
             study=self.study, phase=self.phase, trial_id=trial.trial_id, config=trial.config,
-            last=trial.last_result, max_budget=self.max_budget, best=best,
+            last=last or trial.last_result, max_budget=self.max_budget, best=best,
             checkpoint=ckpt.path if ckpt is not None else None, error=error,
             stopped_by=self._stopper())
         # if the driver dies before Ray's next experiment snapshot, a restore would resume
         # this trial: the marker makes it end at once, whichever checkpoint the snapshot
         # names (written before the row, so a recorded trial always has its marker)
-        last = trial.last_result or {}
+        last = last or trial.last_result or {}
         mark_recorded(trial, {"status": row["status"], "budget": row["budget"],
                               "result": {k: last[k] for k in SCALARS if k in last}})
         self.store.add_trial(row)
@@ -202,12 +202,20 @@ class Recorder(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         # Tune stopped at the time budget: it tells no callback about the trials it stops,
-        # so record those that evaluated at least once, at the budget they reached
+        # so record those that evaluated at least once, at the budget of their latest
+        # registered checkpoint (its rows are ingested; a last result whose checkpoint Tune
+        # never registered has no model behind it and is left out)
         if getattr(self, "deadline", None) and time.time() >= self.deadline - 1.0:
             for t in trials:
-                last = t.last_result or {}
-                if t.status != "ERROR" and last.get("iteration") is not None:
-                    self._trial(t, None)
+                ckpt = t.checkpoint
+                rows = Path(ckpt.path) / ROWS_FILE if ckpt is not None else None
+                if t.status == "ERROR" or rows is None or not rows.is_file():
+                    continue
+                data = json.loads(rows.read_text(encoding="utf-8"))
+                self._ingest(t, ckpt.path)
+                last = {**(t.last_result or {}), **(data.get("scalars") or {}),
+                        "iteration": int(data["iteration"])}
+                self._trial(t, None, last=last)
         self.flush()
 
     # ------------------------------------------------------------------ writing

@@ -200,7 +200,7 @@ def _meta(s: StudySettings, prep, data: Path, phases: list[str], archs: list[str
 
 
 def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> int:
-    from study.data import prepare, resolve_cache_root
+    from study.data import prepare
     from study.data.phantom import default_phantom
 
     t0 = time.time()
@@ -223,9 +223,34 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
         f"eval every {b.eval_every}, grid {list(b.grid)}), {s.trials} trial(s) per phase, "
         f"phases {', '.join(phases)}, run directory {s.run_dir}")
 
+    tune_s = _run_phases(s, prep, data, phases, (params, per_arch, archs), meta,
+                         saved=saved, init_ray=init_ray, deadline=t0 + s.time_s
+                         if s.time_s else None, log=log)
     from study.tune.final import evaluate_best
+
+    evaluate_best(s.run_dir, s.name, prep, list(prep.split["test"]),
+                  trainable=s.space.trainable, fake_options=s.space.fake, log=log)
+    wall = time.time() - t0
+    meta["postprocessing"] = _postprocessing(s.run_dir)
+    meta.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                wall_s=round(wall + float((saved or {}).get("wall_s") or 0.0), 1),
+                tune_s=tune_s)
+    write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
+    log(closing_note(s, wall, tune_s))
+    log(_report(s) if s.report else "report: skipped (--no-report)")
+    return 0
+
+
+def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tuple,
+                meta: dict, *, saved: dict | None, init_ray, deadline: float | None,
+                log) -> dict[str, float]:
+    """One Ray Tune experiment per phase not done yet (each with its share of the time
+    left); returns the tuning wall time per phase, summed over invocations."""
+    from study.data import resolve_cache_root
     from study.tune.tuner import PhasePlan, phase_done, run_phase
 
+    params, per_arch, archs = space
+    b = s.budget
     resources = {a: s.space.resources_for(a) for a in archs}
     run_common = {"trainable": s.space.trainable, "fake": s.space.fake,
                   "all_phases": list(prep.phases), "iterations": b.iterations,
@@ -235,7 +260,6 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
                   "val_cases": list(prep.split["val"])}
     tune_s = dict((saved or {}).get("tune_s") or {})  # tuning wall time per phase, summed
     start_points = s.space.start_points(b)
-    deadline = t0 + s.time_s if s.time_s else None
     for i, phase in enumerate(phases):
         plan = PhasePlan(
             study=s.name, phase=phase, run_dir=s.run_dir, params=params, per_arch=per_arch,
@@ -254,17 +278,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
         tune_s[phase] = round(float(tune_s.get(phase, 0.0)) + time.time() - t, 1)
         meta["tune_s"] = tune_s
         write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
-    evaluate_best(s.run_dir, s.name, prep, list(prep.split["test"]),
-                  trainable=s.space.trainable, fake_options=s.space.fake, log=log)
-    wall = time.time() - t0
-    meta["postprocessing"] = _postprocessing(s.run_dir)
-    meta.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                wall_s=round(wall + float((saved or {}).get("wall_s") or 0.0), 1),
-                tune_s=tune_s)
-    write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
-    log(closing_note(s, wall, tune_s))
-    log(_report(s) if s.report else "report: skipped (--no-report)")
-    return 0
+    return tune_s
 
 
 def _postprocessing(run_dir: Path) -> dict:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from study.errors import ConfigError, DataError
+from study.postprocess import RECORD_FILE as POSTPROCESSING_FILE
 
 FORMAT = 1
 MANIFEST = "bundle.json"
-POSTPROCESSING_FILE = "postprocessing.json"  # = study.tune.final.POSTPROCESSING_FILE
 
 
 @dataclass(frozen=True)

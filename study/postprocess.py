@@ -23,6 +23,7 @@ from scipy import ndimage
 from study.errors import ConfigError
 
 CONNECTIVITY = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
+RECORD_FILE = "postprocessing.json"  # the choice, beside a tested model (best/PHASE/ARCH/)
 CANDIDATES = ("none", "largest", "min_10mm3", "min_50mm3", "min_200mm3", "fill_2d", "fill_3d",
               "largest+fill_3d")
 WORDS = {"none": "none", "largest": "largest connected component",

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
+from study.postprocess import RECORD_FILE as POSTPROCESSING_FILE
 from study.results import ResultsStore, best_trials, read_trials
-
-POSTPROCESSING_FILE = "postprocessing.json"  # in best/PHASE/ARCH: chosen on validation
 
 
 def _rows(base: dict, rows: list[dict]) -> list[dict]:

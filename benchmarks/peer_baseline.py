@@ -229,6 +229,12 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, nargs="+", default=[6, 30])
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--first-round", type=int, default=0,
+                   help="index of the first round (its seed and order); with --append, "
+                        "add rounds to an earlier result file")
+    p.add_argument("--append", action="store_true",
+                   help="merge these rounds into the existing results/peer_baseline_<T>min.json "
+                        "(same split and space) instead of replacing it")
     p.add_argument("--space", default="unet2d")
     p.add_argument("--keep", type=Path, help="keep the work folder here (runs, logs)")
     args = p.parse_args(argv)
@@ -243,10 +249,10 @@ def main(argv=None) -> int:
            f"real cases (train/val/test), load average {os.getloadavg()[0]:.1f}")
     results = []
     for minutes in args.minutes:
-        for r in range(args.rounds):
+        for r in range(args.first_round, args.first_round + args.rounds):
             order = ["baseline", "study"] if r % 2 == 0 else ["study", "baseline"]
             got = {"minutes": minutes, "round": r, "order": order,
-                   "load_before": os.getloadavg()[0]}
+                   "load_before": os.getloadavg()[0], "environment": environment()}
             for who in order:
                 if who == "baseline":
                     got["baseline"] = run_baseline(ds, split, minutes, seed=r)
@@ -257,13 +263,30 @@ def main(argv=None) -> int:
             got["load_after"] = os.getloadavg()[0]
             results.append(got)
             _print_round(got)
-    _print_summary(results)
     name = "peer_baseline_" + "_".join(f"{m:g}" for m in args.minutes) + "min"
+    if args.append:
+        results = _earlier_rounds(name, args.space, split) + results
+    _print_summary(results)
     write_result(name, {"space": args.space, "split": split, "rounds": results,
-                                   "environment_end": environment()})
+                        "environment_end": environment()})
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _earlier_rounds(name: str, space: str, split: dict) -> list[dict]:
+    from benchmarks.common import RESULTS
+
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    if old.get("space") != space or old.get("split") != split:
+        raise SystemExit(f"{path}: another space or split than this run; cannot --append")
+    env = old.get("environment", {})
+    for r in old["rounds"]:  # each earlier round keeps the environment it was measured in
+        r.setdefault("environment", env)
+    return old["rounds"]
 
 
 def _print_round(got: dict) -> None:

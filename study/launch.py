@@ -3,6 +3,7 @@
     python -m study.launch --space hybrid --budget demo --name demo
     python -m study.launch --space all --budget smoke --phase arterial portal
     python -m study.launch --name demo --resume          # after a crash or kill
+    python -m study.launch --space all --finalists 3 --folds 5   # cross-validated finalists
 
 One study per phase; then the budget-aware best trial per (phase, arch) is evaluated on
 the test cases. Everything lands in ``runs/NAME/`` (docs/CONTRACTS.md, study/results.py).
@@ -21,7 +22,7 @@ from study.io import ensure_writable_dir
 
 STUDY_JSON = "study.json"
 SAVED_ARGS = ("space", "data", "label", "phase", "samples", "budget", "time", "seed", "split_seed",
-              "max_concurrent")
+              "max_concurrent", "finalists", "folds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="study seed (default: the space's)")
     p.add_argument("--split-seed", type=int, help="seed of the train/val/test split (default 0, "
                    "fixed: runs with different --seed share their validation and test cases)")
+    p.add_argument("--finalists", type=int, default=0, metavar="K",
+                   help="after the search, retrain the K best configurations of each phase on "
+                        "--folds folds of train + validation at the full budget; the best "
+                        "mean over folds wins and its fold ensemble is tested (default 0: off)")
+    p.add_argument("--folds", type=int, default=5, metavar="F",
+                   help="cross-validation folds for --finalists (default 5)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: budget's)")
     p.add_argument("--cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")

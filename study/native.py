@@ -32,26 +32,67 @@ def native_truth(prep, case_id: str) -> tuple[np.ndarray, tuple[float, float, fl
     return mask, voxel_spacing(affine)
 
 
+def model_predictor(model, config, prep):
+    """``case -> probability map`` on the study grid for one model (as `study.engine.evaluate`)."""
+    from study.inference import predict_volume
+    from study.models import model_kind
+
+    kind = model_kind(config.arch)
+
+    def predict(case: str) -> np.ndarray:
+        return predict_volume(model, kind, prep.image(case, list(config.phases)),
+                              patch=config.patch, overlap=config.overlap,
+                              batch_size=config.eval_batch_size)
+
+    return predict
+
+
+def ensemble_predictor(members: list[tuple], prep):
+    """``case -> mean probability map`` of several ``(model, config)`` (a fold ensemble)."""
+    predictors = [model_predictor(m, c, prep) for m, c in members]
+
+    def predict(case: str) -> np.ndarray:
+        total = predictors[0](case)
+        for p in predictors[1:]:
+            total = total + p(case)
+        return total / np.float32(len(predictors)) if len(predictors) > 1 else total
+
+    return predict
+
+
 def evaluate_test(model, config, prep, case_ids, *, out_dir: Path | None = None,
                   postprocessing: str = "none", log=None) -> list[dict]:
+    """Per-case metrics of one model on both grids (see `evaluate_predictions`)."""
+    return evaluate_predictions(model_predictor(model, config, prep), config.threshold, prep,
+                                case_ids, out_dir=out_dir, postprocessing=postprocessing,
+                                log=log)
+
+
+def evaluate_predictions(predict, threshold: float, prep, case_ids, *,
+                         out_dir: Path | None = None, postprocessing: str = "none",
+                         log=None) -> list[dict]:
     """Per-case metrics on both grids -> rows ``{case, metric, value, grid, postprocessing}``.
 
-    ``grid == "study"``: as `study.engine.evaluate` (the grid validation ranks on);
-    ``grid == "native"``: on the source grid against the label file, raw (postprocessing
-    ``"none"``) and, when ``postprocessing`` names a candidate of `study.postprocess`, after
-    it. ``out_dir`` receives ``CASE.nii.gz`` (uint8 mask, source affine) for every case: the
-    mask with ``postprocessing`` applied, i.e. the one the shown numbers score.
+    ``predict(case)`` gives the probability map on the study grid. ``grid == "study"``: as
+    `study.engine.evaluate` (the grid validation ranks on); ``grid == "native"``: on the
+    source grid against the label file, raw (postprocessing ``"none"``) and, when
+    ``postprocessing`` names a candidate of `study.postprocess`, after it. ``out_dir``
+    receives ``CASE.nii.gz`` (uint8 mask, source affine) for every case: the mask with
+    ``postprocessing`` applied, i.e. the one the shown numbers score.
     """
-    from study.engine import evaluate
+    from study.engine import _case_spacing
     from study.metrics import case_metrics
     from study.postprocess import apply
 
+    study: list[dict] = []
     native: list[dict] = []
-
-    def on_prediction(case: str, prob: np.ndarray) -> None:
+    for case in case_ids:
+        prob = predict(case)
+        m = case_metrics(prob, np.asarray(prep.mask(case)), _case_spacing(prep, case),
+                         threshold=threshold)
+        study.extend({"case": case, "metric": k, "value": float(v)} for k, v in m.items())
         truth, spacing = native_truth(prep, case)
-        p = to_native(prob, truth.shape)
-        mask = p >= config.threshold
+        mask = to_native(prob, truth.shape) >= threshold
         variants = {"none": mask}
         if postprocessing != "none":
             variants[postprocessing] = apply(mask, spacing, postprocessing)
@@ -60,28 +101,26 @@ def evaluate_test(model, config, prep, case_ids, *, out_dir: Path | None = None,
             native.extend({"case": case, "metric": k, "value": float(v), "grid": "native",
                            "postprocessing": name} for k, v in m.items())
         if out_dir is not None:
-            src = prep.source(case)
-            save_nifti(variants[postprocessing].astype(np.uint8), src["affine"],
+            save_nifti(variants[postprocessing].astype(np.uint8), prep.source(case)["affine"],
                        Path(out_dir) / f"{case}.nii.gz")
         if log is not None:
             log(f"  {case}: native dice {m['dice']:.4f}")
-
-    study = evaluate(model, config, prep, case_ids, on_prediction=on_prediction)
     return [{**r, "grid": "study", "postprocessing": "none"} for r in study] + native
 
 
 def choose_postprocessing(model, config, prep, val_cases) -> dict:
     """Predict the validation cases, map them to their native grids and pick the
     postprocessing of `study.postprocess.choose` (``none`` unless one beats it)."""
-    from study.inference import predict_volume
-    from study.models import model_kind
+    return choose_postprocessing_for(model_predictor(model, config, prep), config.threshold,
+                                     prep, val_cases)
+
+
+def choose_postprocessing_for(predict, threshold: float, prep, cases) -> dict:
+    """`choose_postprocessing` for any ``case -> probability`` (e.g. out-of-fold predictions)."""
     from study.postprocess import choose
 
-    cases = []
-    for case in val_cases:
-        prob = predict_volume(model, model_kind(config.arch),
-                              prep.image(case, list(config.phases)), patch=config.patch,
-                              overlap=config.overlap, batch_size=config.eval_batch_size)
+    scored = []
+    for case in cases:
         truth, spacing = native_truth(prep, case)
-        cases.append((to_native(prob, truth.shape) >= config.threshold, truth, spacing))
-    return choose(cases)
+        scored.append((to_native(predict(case), truth.shape) >= threshold, truth, spacing))
+    return choose(scored)

@@ -77,7 +77,7 @@ def _default_grid(df: pl.DataFrame) -> pl.DataFrame:
     return df
 
 
-def _read(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def read_table(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     if not path.is_file():
         return pl.DataFrame(schema=schema)
     try:
@@ -98,11 +98,11 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> pl.DataFrame:
-    return _read(Path(run_dir) / METRICS_FILE, METRIC_SCHEMA)
+    return read_table(Path(run_dir) / METRICS_FILE, METRIC_SCHEMA)
 
 
 def read_trials(run_dir: str | os.PathLike) -> pl.DataFrame:
-    return _read(Path(run_dir) / TRIALS_FILE, TRIAL_SCHEMA)
+    return read_table(Path(run_dir) / TRIALS_FILE, TRIAL_SCHEMA)
 
 
 def _merge(old: pl.DataFrame, new: pl.DataFrame, key: list[str]) -> pl.DataFrame:

@@ -32,6 +32,13 @@ class Prepared:
         self._mm: dict[str, np.ndarray] = {}
 
     # --- pickling: no memmaps travel ------------------------------------------------------
+    def with_split(self, split: dict) -> Prepared:
+        """The same cache with another split (cross-validation folds): a shallow copy."""
+        other = Prepared.__new__(Prepared)
+        other.__dict__.update(self.__dict__, split={k: list(v) for k, v in split.items()},
+                              _mm={})
+        return other
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_mm"] = {}

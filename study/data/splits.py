@@ -4,6 +4,8 @@
   of the training cases (at least 1).
 * val: a seeded ``val_fraction`` of the remaining training cases (at least 1); used to rank
   trials. Test cases never influence trial selection.
+* folds (``--finalists K --folds F``): train + val dealt into F seeded folds, written next to
+  the split file; the finalists are retrained on each.
 """
 
 from __future__ import annotations
@@ -63,3 +65,36 @@ def load_or_write_split(path: Path, all_ids: list[str], **kwargs) -> dict:
     split = make_split(**kwargs)
     write_text_atomic(path, json.dumps(split, indent=1) + "\n")
     return split
+
+
+def make_folds(case_ids: list[str], folds: int, *, seed: int = 0, where: str = "") -> list[dict]:
+    """``folds`` cross-validation folds of ``case_ids`` (grouped by case, seeded): a seeded
+    permutation dealt round-robin, so fold sizes differ by at most one. Fold ``f`` is
+    ``{"train": other folds' cases, "val": its own cases}``, both sorted."""
+    ids = sorted(case_ids)
+    if folds < 2:
+        raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds")
+    if len(ids) < folds:
+        raise DataError(f"{where}: {len(ids)} train + validation case(s) cannot make {folds} "
+                        f"folds; use --folds {max(2, len(ids))} or fewer")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    held = [sorted(ids[i] for i in order[f::folds]) for f in range(folds)]
+    return [{"train": sorted(set(ids) - set(v)), "val": v} for v in held]
+
+
+def load_or_write_folds(split_path: Path, split: dict, folds: int, seed: int) -> tuple[list, Path]:
+    """The folds of the split's train + val cases, written next to the split file
+    (``splits/NAME.folds5_seed0.json``) and reused while they match the split."""
+    split_path = Path(split_path)
+    path = split_path.with_name(f"{split_path.stem}.folds{folds}_seed{seed}.json")
+    cases = sorted(list(split["train"]) + list(split["val"]))
+    if path.is_file():
+        try:
+            got = json.loads(path.read_text(encoding="utf-8"))
+            if sorted(c for f in got for c in f["val"]) == cases:
+                return got, path
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # unreadable or for other cases: made again (it is a pure function)
+    got = make_folds(cases, folds, seed=seed, where=str(split_path))
+    write_text_atomic(path, json.dumps(got, indent=1) + "\n")
+    return got, path

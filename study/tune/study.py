@@ -40,6 +40,8 @@ class StudySettings:
     report: bool = True
     split_seed: int = 0  # train/val/test split; fixed, so --seed repeats share test cases
     time_s: float | None = None  # --time: the tuning of all phases ends by then
+    finalists: int = 0  # --finalists K: cross-validate the K best configurations per phase
+    folds: int = 5  # --folds F
 
     @property
     def name(self) -> str:
@@ -60,11 +62,18 @@ class StudySettings:
             v = getattr(args, key, None)
             if v is not None and v < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} {v}: must be >= 1")
+        finalists, folds = int(getattr(args, "finalists", 0) or 0), getattr(args, "folds", None)
+        folds = 5 if folds is None else int(folds)
+        if finalists < 0:
+            raise ConfigError(f"--finalists {finalists}: must be >= 0 (0 = off)")
+        if finalists and folds < 2:
+            raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds")
         split_seed = getattr(args, "split_seed", None)
         if split_seed is None:  # a run from before split_seed existed split with its seed
             split_seed = (saved or {}).get("split_seed", (saved or {}).get("seed", 0))
         saved = {k: getattr(args, k, None) for k in ("space", "data", "label", "phase", "samples",
                                                      "budget", "seed", "max_concurrent", "time")}
+        saved.update(finalists=finalists, folds=folds)
         saved["budget"] = budget.name
         saved["split_seed"] = int(split_seed)
         saved["space"] = str(space.path)
@@ -76,7 +85,7 @@ class StudySettings:
                    max_concurrent=args.max_concurrent or budget.max_concurrent,
                    data=saved["data"], label=args.label, phases=args.phase, args=saved,
                    report=not getattr(args, "no_report", False), split_seed=int(split_seed),
-                   time_s=time_s)
+                   time_s=time_s, finalists=finalists, folds=folds)
 
 
 #: trials per phase under --time without --samples: the clock, not the count, ends the phase
@@ -230,6 +239,12 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
 
     evaluate_best(s.run_dir, s.name, prep, list(prep.split["test"]),
                   trainable=s.space.trainable, fake_options=s.space.fake, log=log)
+    if s.finalists:
+        from study.tune.crossval import run_finalists
+
+        meta["finalists"] = run_finalists(s, prep, phases, trial_settings(s, prep, data),
+                                          {a: s.space.resources_for(a) for a in archs},
+                                          resume=saved is not None, init_ray=init_ray, log=log)
     wall = time.time() - t0
     meta["postprocessing"] = _postprocessing(s.run_dir)
     meta.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -246,18 +261,12 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
                 log) -> dict[str, float]:
     """One Ray Tune experiment per phase not done yet (each with its share of the time
     left); returns the tuning wall time per phase, summed over invocations."""
-    from study.data import resolve_cache_root
     from study.tune.tuner import PhasePlan, phase_done, run_phase
 
     params, per_arch, archs = space
     b = s.budget
     resources = {a: s.space.resources_for(a) for a in archs}
-    run_common = {"trainable": s.space.trainable, "fake": s.space.fake,
-                  "all_phases": list(prep.phases), "iterations": b.iterations,
-                  "eval_every": b.eval_every, "seed": s.seed, "data": str(data),
-                  "label": s.label, "grid": list(b.grid), "data_seed": s.split_seed,
-                  "cache_root": str(resolve_cache_root(None)),
-                  "val_cases": list(prep.split["val"])}
+    run_common = trial_settings(s, prep, data)
     tune_s = dict((saved or {}).get("tune_s") or {})  # tuning wall time per phase, summed
     start_points = s.space.start_points(b)
     for i, phase in enumerate(phases):
@@ -279,6 +288,18 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
         meta["tune_s"] = tune_s
         write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
     return tune_s
+
+
+def trial_settings(s: StudySettings, prep, data: Path) -> dict:
+    """The fixed settings every trial of the study gets (``run`` in trainable.py)."""
+    from study.data import resolve_cache_root
+
+    b = s.budget
+    return {"trainable": s.space.trainable, "fake": s.space.fake,
+            "all_phases": list(prep.phases), "iterations": b.iterations,
+            "eval_every": b.eval_every, "seed": s.seed, "data": str(data),
+            "label": s.label, "grid": list(b.grid), "data_seed": s.split_seed,
+            "cache_root": str(resolve_cache_root(None)), "val_cases": list(prep.split["val"])}
 
 
 def _postprocessing(run_dir: Path) -> dict:
@@ -346,6 +367,11 @@ def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str
                                              & pl.col("trial").is_in(chosen))
     lines += ["", "test set, per case (whole volume, best trial per phase and "
               "architecture):", format_test_table(metrics)]
+    if s.finalists:
+        from study.finalists import format_summary, read_finalists
+
+        table = read_finalists(s.run_dir).filter(pl.col("study") == s.name)
+        lines += ["", format_summary(table)]
     return "\n".join(lines)
 
 

@@ -23,6 +23,9 @@ from study.tune.params import train_config_kwargs
 from study.tune.searcher import searched_params
 
 ROWS_FILE = "rows.json"
+#: config key of a cross-validation trial (`study.tune.crossval`): the finalist's parameters
+#: plus ``_cv`` = {"rank", "fold"}; the trial trains on ``run["folds"][fold]``
+POINT = "_cv_point"
 #: written by the driver into a trial's folder when it records the trial (any status)
 FINISHED_FILE = "trial_finished.json"
 #: what goes into the Ray result (progress table, ASHA, Optuna); per-case rows go to files
@@ -47,7 +50,7 @@ def trial_kwargs(config: dict, run: dict, index: int) -> dict:
     return train_config_kwargs(
         searched_params(config), phase=run["phase"], all_phases=run["all_phases"],
         iterations=run["iterations"], eval_every=run["eval_every"],
-        seed=int(run["seed"]) * 1000 + index,
+        seed=int(run["seed"]) * 1000 + int(run.get("seed_offset", 0)) + index,
     )
 
 
@@ -77,12 +80,24 @@ def make_reporter():
     return on_report
 
 
-def _prepare(run: dict):
+def _prepare(run: dict, fold: int | None = None):
     from study.data import prepare
 
-    return prepare(run["data"], label=run.get("label"), grid=tuple(run["grid"]),
+    prep = prepare(run["data"], label=run.get("label"), grid=tuple(run["grid"]),
                    cache_root=run.get("cache_root"), seed=int(run.get("data_seed", 0)),
                    progress=False)
+    if fold is None:
+        return prep
+    f = run["folds"][fold]
+    return prep.with_split({"train": f["train"], "val": f["val"], "test": []})
+
+
+def split_point(config: dict) -> tuple[dict, int | None]:
+    """A trial config -> (its parameters, its cross-validation fold or None)."""
+    point = config.get(POINT)
+    if point is None:
+        return config, None
+    return {k: v for k, v in point.items() if k != "_cv"}, int(point["_cv"]["fold"])
 
 
 def recorded_marker(ctx, checkpoint) -> dict | None:
@@ -130,6 +145,7 @@ def study_trainable(config: dict, run: dict) -> None:
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
+    config, fold = split_point(config)
     kw = trial_kwargs(config, run, trial_index(ctx.get_trial_dir()))
     checkpoint = tune.get_checkpoint()
     marker = recorded_marker(ctx, checkpoint)
@@ -148,10 +164,11 @@ def study_trainable(config: dict, run: dict) -> None:
         if run["trainable"] == "fake":
             from study.tune import fake
 
-            fake.train(kw, run.get("fake") or {}, run["val_cases"], on_report,
+            val = run["val_cases"] if fold is None else run["folds"][fold]["val"]
+            fake.train(kw, run.get("fake") or {}, val, on_report,
                        resume_from=resume_from, workdir=workdir, trial_id=trial_id)
             return
         from study.engine import TrainConfig, train
 
         cfg = TrainConfig(**kw)
-        train(cfg, _prepare(run), on_report, resume_from=resume_from, workdir=workdir)
+        train(cfg, _prepare(run, fold), on_report, resume_from=resume_from, workdir=workdir)

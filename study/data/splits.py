@@ -91,7 +91,7 @@ def load_or_write_folds(split_path: Path, split: dict, folds: int, seed: int) ->
     if path.is_file():
         try:
             got = json.loads(path.read_text(encoding="utf-8"))
-            if sorted(c for f in got for c in f["val"]) == cases:
+            if len(got) == folds and sorted(c for f in got for c in f["val"]) == cases:
                 return got, path
         except (json.JSONDecodeError, KeyError, TypeError):
             pass  # unreadable or for other cases: made again (it is a pure function)

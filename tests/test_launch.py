@@ -33,6 +33,12 @@ def test_budget_and_counts_are_checked(tmp_path, capsys):
     assert "no budget 'huge'" in _err(capsys)
     assert main(["--space", "smoke", "--samples", "0", "--out", str(tmp_path)]) == 2
     assert "--samples 0: must be >= 1" in _err(capsys)
+    assert main(["--space", "smoke", "--finalists", "-1", "--out", str(tmp_path)]) == 2
+    assert "--finalists -1: must be >= 0" in _err(capsys)
+    assert main(["--space", "smoke", "--finalists", "2", "--folds", "1",
+                 "--out", str(tmp_path)]) == 2
+    assert "--folds 1: cross-validation needs at least 2 folds" in _err(capsys)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_run_names_resume_and_output_folder(tmp_path, capsys):

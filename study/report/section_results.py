@@ -10,6 +10,7 @@ import polars as pl
 from study.report import figures, tables
 from study.report.html import cell, esc, figure, fmt, message, note, table
 from study.report.load import Run, label_of
+from study.report.section_finalists import finalists_section
 
 # Every metric is defined for every case (study.metrics.case_metrics never gives NaN), so a
 # dash can only mean a missing value.
@@ -102,7 +103,7 @@ def seed_table_html(comp: pl.DataFrame) -> str:
     return table(headers, rows, row_classes=classes)
 
 
-def _block(results: pl.DataFrame, metrics: Sequence[str], show_run: bool,
+def case_block(results: pl.DataFrame, metrics: Sequence[str], show_run: bool,
            trials: pl.DataFrame | None = None) -> str:
     wide = tables.case_table(results, metrics)
     if wide.is_empty():
@@ -211,14 +212,15 @@ def results_section(runs: Sequence[Run], metrics: pl.DataFrame, trials: pl.DataF
         parts.append(note("† = the tested trial of that architecture stopped before the full "
                           "budget (ASHA or the time limit stopped every trial of it): the "
                           "numbers come from a shorter training, with the iterations it reached."))
-    parts.append(_block(results, tables.SEED_METRICS, show_run, trials))
+    parts.append(case_block(results, tables.SEED_METRICS, show_run, trials))
     parts.append(paired_section(results, show_run))
+    parts.append(finalists_section(runs, trials))
     parts.append("<h3>Beyond the seed: HD95, lesion detection, z-continuity</h3>")
     parts.append(note("HD95: 95th percentile Hausdorff distance in mm (lower is better). Lesion "
                       "recall / precision: fraction of true / predicted connected lesions that "
                       "overlap the other mask. z-continuity: agreement of the prediction between "
                       "neighbouring axial slices (higher is smoother)."))
-    parts.append(_block(results, tables.EXTRA_METRICS, show_run, trials))
+    parts.append(case_block(results, tables.EXTRA_METRICS, show_run, trials))
     parts.append("<h3>Reference: the seed's published means (Table 1 of the report)</h3>")
     why_not = seed_comparable(runs)
     if why_not:

@@ -5,6 +5,7 @@ without a GPU or with WebGL disabled.
 """
 
 from study.report.figures.curves import curves_data, curves_figure
+from study.report.figures.folds import folds_data, folds_figure
 from study.report.figures.history import history_data, history_figure
 from study.report.figures.importance import (
     importance_figure,
@@ -17,6 +18,8 @@ from study.report.figures.test_means import test_means_data, test_means_figure
 __all__ = [
     "curves_data",
     "curves_figure",
+    "folds_data",
+    "folds_figure",
     "history_data",
     "history_figure",
     "importance_figure",

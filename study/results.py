@@ -209,13 +209,16 @@ def chosen_postprocessing(test: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 
 
 def format_test_table(metrics: pl.DataFrame) -> str:
-    """The report's Table 1 layout as text: per (phase, arch, metric), one column per case.
-    The first line says which grid the numbers are on."""
+    """The report's Table 1 layout as text: per (phase, arch, metric), one column per case,
+    the mean and its 95% bootstrap CI (`study.stats.bootstrap_ci`, as the report). The first
+    line says which grid the numbers are on."""
     test = displayed_test(metrics).filter(pl.col("metric").is_in(list(TABLE_METRICS)))
     if test.is_empty():
         return "(no test results)"
+    from study.stats import bootstrap_ci
+
     cases = sorted(test["case"].unique().to_list())
-    head = ["phase", "arch", "metric", *cases, "mean"]
+    head = ["phase", "arch", "metric", *cases, "mean", "95% CI"]
     lines = []
     for (phase, arch), g in test.sort("phase", "arch").group_by("phase", "arch",
                                                                   maintain_order=True):
@@ -225,7 +228,9 @@ def format_test_table(metrics: pl.DataFrame) -> str:
             cells = [f"{vals[c]:.4f}" if c in vals and vals[c] is not None else "-"
                      for c in cases]
             mean = m["value"].drop_nans().mean() if m.height else None
-            lines.append([phase, arch, metric, *cells, "-" if mean is None else f"{mean:.4f}"])
+            ci = bootstrap_ci(m["value"].drop_nulls().to_list())
+            lines.append([phase, arch, metric, *cells, "-" if mean is None else f"{mean:.4f}",
+                          "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"])
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     where = GRID_WORDS[displayed_grid(test) or "study"]

@@ -103,9 +103,14 @@ def test_format_test_table_layout():
     text = format_test_table(pl.DataFrame(rows, schema=METRIC_SCHEMA))
     lines = text.splitlines()
     assert lines[0].startswith("(study grid")  # rows without a grid are study-grid rows
-    assert lines[1].split() == ["phase", "arch", "metric", "c1", "c2", "mean"]
-    assert lines[2].split() == ["arterial", "hybrid", "precision", "1.0000", "0.5000", "0.7500"]
-    assert lines[4].split() == ["arterial", "hybrid", "dice", "0.6667", "0.5000", "0.5833"]
+    assert lines[1].split() == ["phase", "arch", "metric", "c1", "c2", "mean", "95%", "CI"]
+    # 2 cases: resampled means are the low value, the midpoint or the high value with
+    # chances 1/4, 1/2, 1/4, so the percentile interval spans the two values
+    assert lines[2].split() == ["arterial", "hybrid", "precision", "1.0000", "0.5000", "0.7500",
+                                "[0.5000,", "1.0000]"]
+    assert lines[3].split()[-2:] == ["[0.5000,", "0.5000]"]  # recall 0.5 and 0.5
+    assert lines[4].split() == ["arterial", "hybrid", "dice", "0.6667", "0.5000", "0.5833",
+                                "[0.5000,", "0.6667]"]
     assert format_test_table(pl.DataFrame(schema=METRIC_SCHEMA)) == "(no test results)"
 
 
@@ -115,7 +120,7 @@ def test_format_test_table_shows_the_native_grid_when_measured():
                             ("c1", 0.25, "native"), ("c2", 0.75, "native"))]
     lines = format_test_table(pl.DataFrame(rows, schema=METRIC_SCHEMA)).splitlines()
     assert lines[0].startswith("(native grid")
-    assert lines[4].split() == ["arterial", "hybrid", "dice", "0.2500", "0.7500", "0.5000"]
+    assert lines[4].split()[:6] == ["arterial", "hybrid", "dice", "0.2500", "0.7500", "0.5000"]
 
 
 def test_drop_phase_keeps_other_phases(tmp_path):

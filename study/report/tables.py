@@ -14,6 +14,14 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from study.stats import (  # noqa: F401  (the report's statistics, re-exported)
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    bootstrap_ci,
+    wilcoxon_pair,
+)
+
 SEED_METRICS = ("precision", "recall", "dice")
 EXTRA_METRICS = ("hd95", "lesion_recall", "lesion_precision", "z_continuity")
 LOWER_IS_BETTER = frozenset({"hd95", "fp", "fn"})
@@ -242,30 +250,9 @@ def trials_view(trials: pl.DataFrame) -> pl.DataFrame:
 # Uncertainty (issue 13): bootstrap CIs of the means of Table 1, paired Wilcoxon tests between
 # the architectures of a phase and between the phases of an architecture, budget flags.
 
-BOOTSTRAP_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
-CONFIDENCE = 0.95
 ALPHA = 0.05
 CI_SCHEMA = {"run": pl.String, "phase": pl.String, "arch": pl.String, "metric": pl.String,
              "n": pl.Int64, "mean": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
-
-
-def bootstrap_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED,
-                 n_resamples: int = BOOTSTRAP_RESAMPLES,
-                 confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of the mean over cases (``scipy.stats.bootstrap``, resamples
-    drawn from ``default_rng(seed)``: the same values always give the same interval). None
-    with fewer than two values."""
-    import numpy as np
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if x.size < 2:
-        return None
-    res = stats.bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                          method="percentile", rng=np.random.default_rng(seed))
-    ci = res.confidence_interval
-    return float(ci.low), float(ci.high)
 
 
 def mean_cis(results: pl.DataFrame, metrics: Sequence[str] = SEED_METRICS) -> pl.DataFrame:
@@ -285,25 +272,6 @@ def mean_cis(results: pl.DataFrame, metrics: Sequence[str] = SEED_METRICS) -> pl
 PAIRED_SCHEMA = {"run": pl.String, "compare": pl.String, "within": pl.String, "a": pl.String,
                  "b": pl.String, "metric": pl.String, "n": pl.Int64, "median_diff": pl.Float64,
                  "statistic": pl.Float64, "p_value": pl.Float64, "verdict": pl.String}
-
-
-def wilcoxon_pair(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Paired Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, two-sided, its default
-    zero handling and method) of per-case values ``a`` vs ``b``: n, median of ``a - b``,
-    statistic, p-value. Every difference zero: p = 1 (nothing to tell apart)."""
-    import numpy as np
-    from scipy import stats
-
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    d = x - y
-    out = {"n": int(d.size), "median_diff": float(np.median(d)) if d.size else None,
-           "statistic": None, "p_value": None}
-    if d.size == 0:
-        return out
-    if np.all(d == 0):
-        return {**out, "statistic": 0.0, "p_value": 1.0}
-    res = stats.wilcoxon(x, y)
-    return {**out, "statistic": float(res.statistic), "p_value": float(res.pvalue)}
 
 
 def verdict(p_value: float | None, median_diff: float | None, a: str, b: str,

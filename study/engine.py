@@ -28,6 +28,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,23 @@ def _check_sizes(m: int, kind: str, config: TrainConfig, grid) -> None:
         )
 
 
+@dataclass
+class _Session:
+    """What one `train` call works with (built by `_build`)."""
+
+    config: TrainConfig
+    prep: object
+    dev: torch.device
+    kind: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Adam
+    loss_fn: Callable
+    log: _LossLog
+    ckpt_dir: Path
+    best_dir: Path
+    best: dict = field(default_factory=lambda: {"val_dice": -math.inf, "iteration": None})
+
+
 def train(
     config: TrainConfig,
     prep,
@@ -221,149 +239,128 @@ def train(
     is None otherwise). Resuming a checkpoint that already reached ``iterations`` trains
     nothing and returns the checkpoint's metrics.
     """
-    from .data.samplers import make_sampler
+    s = _build(config, prep, Path(workdir))
+    start, restored_rng = 0, None
+    if resume_from is not None:
+        start, restored_rng = _restore(s, Path(resume_from))
+        if start >= config.iterations:  # nothing left to do: hand back the stored metrics
+            return _finished_result(Path(resume_from), s.best)
+    batches = _batches(s, start)
+    if restored_rng is not None:
+        set_rng_state(restored_rng)
+    metrics: dict = {}
+    t_last, it_last = time.perf_counter(), start
+    s.model.train()
+    try:
+        for step in range(start, config.iterations):
+            lr = _update(s, next(batches), step)
+            done = step + 1
+            if done % config.eval_every and done != config.iterations:
+                continue
+            metrics = _report(s, done, lr, since=(t_last, it_last))
+            if on_report is not None:
+                on_report(done, metrics, s.ckpt_dir)
+            t_last, it_last = time.perf_counter(), done
+    except StopTraining:
+        pass
+    finally:
+        del batches  # shuts down DataLoader workers
+    return {**metrics, "checkpoint_dir": s.ckpt_dir if s.ckpt_dir.exists() else None,
+            "best_dir": s.best_dir if s.best_dir.exists() else None,
+            "best_val_dice": s.best["val_dice"], "best_iteration": s.best["iteration"]}
+
+
+def _build(config: TrainConfig, prep, workdir: Path) -> _Session:
+    """Checks, seeding, the model on its device, the optimizer and the loss schedule."""
     from .losses import LossSchedule
     from .models import build_model, model_kind
 
     dev = preflight(config, prep)
-    workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     kind = model_kind(config.arch)
-
     seed_everything(config.seed)
     model = build_model(config.arch, len(config.phases), config.base_channels)
     _check_sizes(int(getattr(model, "size_multiple", 1)), kind, config, prep.grid)
     model.to(dev)
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last_3d if kind == "3d" else torch.channels_last)
-    optimizer = _optimizer(model, config)
-    loss_fn = LossSchedule(
-        base=config.loss,
-        switch_step=config.switch_step,
-        lrdehl=config.lrdehl,
-        budget=config.iterations,
-    )
+    loss_fn = LossSchedule(base=config.loss, switch_step=config.switch_step,
+                           lrdehl=config.lrdehl, budget=config.iterations)
+    return _Session(config=config, prep=prep, dev=dev, kind=kind, model=model,
+                    optimizer=_optimizer(model, config), loss_fn=loss_fn, log=_LossLog(dev),
+                    ckpt_dir=workdir / CHECKPOINT_DIR, best_dir=workdir / BEST_DIR)
 
-    start, best, restored_rng = 0, {"val_dice": -math.inf, "iteration": None}, None
-    if resume_from is not None:
-        payload, _ = read_checkpoint(resume_from)
-        if payload["arch"] != config.arch or payload["in_phases"] != len(config.phases):
-            raise ConfigError(
-                f"checkpoint {resume_from} holds arch {payload['arch']!r} with "
-                f"{payload['in_phases']} phase(s); the config asks for {config.arch!r} with "
-                f"{len(config.phases)}: resume with the checkpoint's config.json"
-            )
-        model.load_state_dict(payload["model"])
-        if payload.get("optimizer") is not None:
-            optimizer.load_state_dict(payload["optimizer"])
-        start = int(payload["iteration"])
-        best = payload.get("best") or best
-        restored_rng = payload.get("rng")
-        if start >= config.iterations:  # nothing left to do: hand back the stored metrics
-            return _finished_result(Path(resume_from), best)
 
-    train_ids = list(prep.split["train"])
-    dataset = make_sampler(
-        kind,
-        prep,
-        train_ids,
-        list(config.phases),
-        seed=config.seed,
-        patch=tuple(config.patch),
-        empty_fraction=config.empty_fraction,
-    )
-    batches = batch_stream(
-        dataset,
-        config.batch_size,
-        config.seed,
-        start_batch=start,
-        num_workers=config.num_workers,
-        pin_memory=dev.type == "cuda",
-    )
-    if restored_rng is not None:
-        set_rng_state(restored_rng)
+def _restore(s: _Session, resume_from: Path) -> tuple[int, dict | None]:
+    """Load a checkpoint into the session: (iteration reached, its RNG state)."""
+    payload, _ = read_checkpoint(resume_from)
+    config = s.config
+    if payload["arch"] != config.arch or payload["in_phases"] != len(config.phases):
+        raise ConfigError(
+            f"checkpoint {resume_from} holds arch {payload['arch']!r} with "
+            f"{payload['in_phases']} phase(s); the config asks for {config.arch!r} with "
+            f"{len(config.phases)}: resume with the checkpoint's config.json"
+        )
+    s.model.load_state_dict(payload["model"])
+    if payload.get("optimizer") is not None:
+        s.optimizer.load_state_dict(payload["optimizer"])
+    s.best = payload.get("best") or s.best
+    return int(payload["iteration"]), payload.get("rng")
 
-    cuda = dev.type == "cuda"
-    fmt = torch.channels_last_3d if kind == "3d" else torch.channels_last
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-    )
-    log = _LossLog(dev)
-    val_ids = list(prep.split["val"])
-    ckpt_dir, best_dir = workdir / CHECKPOINT_DIR, workdir / BEST_DIR
-    metrics: dict = {}
-    t_last, it_last = time.perf_counter(), start
-    model.train()
-    try:
-        for step in range(start, config.iterations):
-            lr = config.lr_at(step)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            x, y = next(batches)
-            x = x.to(dev, non_blocking=True)
-            y = y.to(dev, non_blocking=True)
-            if cuda:
-                x = x.contiguous(memory_format=fmt)
-            with autocast():
-                logits = model(x)
-            loss = loss_fn(logits.float(), y.float(), step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            done = step + 1
-            log.add(done, loss)
-            if done % config.eval_every and done != config.iterations:
-                continue
-            # ---- report
-            train_loss = log.take_mean()
-            now = time.perf_counter()
-            ms_per_it = 1000.0 * (now - t_last) / max(1, done - it_last)
-            rows = evaluate(model, config, prep, val_ids)
-            metrics = {
-                "iteration": done,
-                **summarise(rows, "val_"),
-                "train_loss": train_loss,
-                "train_l2": l2_term(model, config.l2),
-                "lr": lr,
-                "nan_loss": False,
-                "ms_per_iteration": ms_per_it,
-                "per_case": rows,
-            }
-            metrics.setdefault("val_dice", float("nan"))
-            vd = metrics["val_dice"]
-            if math.isfinite(vd) and vd > best["val_dice"]:
-                best = {"val_dice": vd, "iteration": done}
-                write_checkpoint(
-                    best_dir, model=model, config=config, iteration=done, metrics=metrics
-                )
-            metrics["best_val_dice"] = best["val_dice"]
-            write_checkpoint(
-                ckpt_dir,
-                model=model,
-                config=config,
-                iteration=done,
-                optimizer=optimizer,
-                rng=rng_state(),
-                sampler={"batches": done},
-                best=best,
-                metrics=metrics,
-            )
-            model.train()
-            if on_report is not None:
-                on_report(done, metrics, ckpt_dir)
-            t_last, it_last = time.perf_counter(), done
-    except StopTraining:
-        pass
-    finally:
-        del batches  # shuts down DataLoader workers
-    result = dict(metrics)
-    result.update(
-        checkpoint_dir=ckpt_dir if ckpt_dir.exists() else None,
-        best_dir=best_dir if best_dir.exists() else None,
-        best_val_dice=best["val_dice"],
-        best_iteration=best["iteration"],
-    )
-    return result
+
+def _batches(s: _Session, start: int):
+    """The training batch stream, positioned after ``start`` batches."""
+    from .data.samplers import make_sampler
+
+    c = s.config
+    dataset = make_sampler(s.kind, s.prep, list(s.prep.split["train"]), list(c.phases),
+                           seed=c.seed, patch=tuple(c.patch), empty_fraction=c.empty_fraction)
+    return batch_stream(dataset, c.batch_size, c.seed, start_batch=start,
+                        num_workers=c.num_workers, pin_memory=s.dev.type == "cuda")
+
+
+def _update(s: _Session, batch, step: int) -> float:
+    """One optimisation step at 0-based ``step``; returns the learning rate used."""
+    lr = s.config.lr_at(step)
+    for g in s.optimizer.param_groups:
+        g["lr"] = lr
+    x, y = batch
+    x = x.to(s.dev, non_blocking=True)
+    y = y.to(s.dev, non_blocking=True)
+    cuda = s.dev.type == "cuda"
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last_3d if s.kind == "3d"
+                         else torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+        logits = s.model(x)
+    loss = s.loss_fn(logits.float(), y.float(), step)
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    s.optimizer.step()
+    s.log.add(step + 1, loss)
+    return lr
+
+
+def _report(s: _Session, done: int, lr: float, since: tuple[float, int]) -> dict:
+    """Evaluate on the validation cases, write the checkpoints; the report's metrics."""
+    train_loss = s.log.take_mean()
+    ms_per_it = 1000.0 * (time.perf_counter() - since[0]) / max(1, done - since[1])
+    rows = evaluate(s.model, s.config, s.prep, list(s.prep.split["val"]))
+    metrics = {"iteration": done, **summarise(rows, "val_"), "train_loss": train_loss,
+               "train_l2": l2_term(s.model, s.config.l2), "lr": lr, "nan_loss": False,
+               "ms_per_iteration": ms_per_it, "per_case": rows}
+    metrics.setdefault("val_dice", float("nan"))
+    vd = metrics["val_dice"]
+    if math.isfinite(vd) and vd > s.best["val_dice"]:
+        s.best = {"val_dice": vd, "iteration": done}
+        write_checkpoint(s.best_dir, model=s.model, config=s.config, iteration=done,
+                         metrics=metrics)
+    metrics["best_val_dice"] = s.best["val_dice"]
+    write_checkpoint(s.ckpt_dir, model=s.model, config=s.config, iteration=done,
+                     optimizer=s.optimizer, rng=rng_state(), sampler={"batches": done},
+                     best=s.best, metrics=metrics)
+    s.model.train()
+    return metrics
 
 
 def _finished_result(ckpt: Path, best: dict) -> dict:

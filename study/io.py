@@ -43,12 +43,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
 def ensure_writable_dir(folder: str | os.PathLike, what: str, error=None) -> Path:
     """Create ``folder`` if needed and prove it writable, else raise ``error`` (a UserError).
 

@@ -57,10 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def check_writable(folder: Path) -> None:
     ensure_writable_dir(folder, "--out", ConfigError)
 

@@ -154,9 +154,6 @@ class LossSchedule:
             return f"lrdehl_{self.lrdehl}"
         return self.base
 
-    def switched(self, step: int) -> bool:
-        return self.active(step) != self.base
-
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
         return LOSSES[self.active(step)](logits, target)
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from .errors import ConfigError, run_cli
 
 ARCHS = ("unet3d", "simplified3d", "unet2d", "hybrid")
-COLUMNS = ("arch", "phase", "iteration", "split", "case", "metric", "value")
 
 
 def _positive_int(text: str) -> int:

@@ -86,18 +86,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, header_html=
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def simple_table(headers: Sequence[str], records: Iterable[Sequence], metrics: Sequence[str] = ()) -> str:
-    """Every value escaped/formatted; ``metrics`` names the formatting of each column."""
-    rows = []
-    for rec in records:
-        tds = []
-        for j, v in enumerate(rec):
-            m = metrics[j] if j < len(metrics) else ""
-            tds.append(cell(fmt(v, m), "k" if isinstance(v, str) or v is None and not m else ""))
-        rows.append(tds)
-    return table(headers, rows)
-
-
 def figure(fig: go.Figure | None, missing: str = "not enough data for this plot") -> str:
     """A plotly figure as a div (plotly.js comes once, in the page head)."""
     if fig is None:

@@ -1,19 +1,15 @@
-"""Multi-node helpers: whether trials ask Ray for GPUs, and where a trial runs.
+"""Multi-node helper: whether trials ask Ray for GPUs.
 
 ``gpu_requested()`` answers "should each trial ask for its architecture's GPU fraction?".
 On one machine the answer is "if it has a GPU". On an autoscaling cluster (cluster.yaml:
 GPU workers min 0) the cluster has no GPU when the study starts -- the GPU nodes are only
 launched for trials that ask for one -- so the cluster file says it instead:
 ``STUDY_USE_GPU=1`` exported before ``ray start`` reaches every job's driver.
-
-``node_label()`` names the node a trial runs on (hostname and Ray node id), for the
-trials table on a multi-node run.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 
 from study.errors import ConfigError
 
@@ -38,16 +34,3 @@ def gpu_requested(cluster_gpus: float | None = None) -> bool:
         cluster_gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
     return cluster_gpus > 0
 
-
-def node_label() -> str:
-    """``hostname/node-id-prefix`` of the node running the caller (inside a trial), or
-    the hostname alone outside Ray."""
-    host = socket.gethostname()
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return f"{host}/{ray.get_runtime_context().get_node_id()[:8]}"
-    except Exception:  # a label is best effort
-        pass
-    return host

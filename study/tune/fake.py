@@ -23,8 +23,6 @@ import math
 import time
 from pathlib import Path
 
-METRICS = ("dice", "precision", "recall")
-
 
 def curve(lr: float, frac: float, misleading: bool) -> float:
     x = min(1.0, max(0.0, (math.log10(lr) + 5.0) / 3.0))

@@ -22,7 +22,7 @@ import polars as pl
 
 from study.errors import DataError, run_cli
 from study.results import read_trials
-from study.tune.params import train_config_kwargs
+from study.tune.params import train_config_kwargs, trial_index, trial_seed
 
 
 def replay(run_dir: Path, phase: str, log=print) -> float:
@@ -37,10 +37,13 @@ def replay(run_dir: Path, phase: str, log=print) -> float:
     trials = read_trials(run_dir).filter((pl.col("phase") == phase)
                                          & (pl.col("status") != "ERROR"))
     total = 0.0
-    for i, r in enumerate(trials.iter_rows(named=True)):
+    for r in trials.iter_rows(named=True):
+        # the trial's own seed: from its folder counter (checkpoint .../trial_0003_id/ckpt)
+        index = trial_index(Path(r["checkpoint"]).parent) if r["checkpoint"] else 0
         kw = train_config_kwargs(json.loads(r["config"]), phase=phase,
                                  all_phases=list(prep.phases), iterations=b["iterations"],
-                                 eval_every=b["eval_every"], seed=int(meta["seed"]) * 1000 + i)
+                                 eval_every=b["eval_every"],
+                                 seed=trial_seed(meta["seed"], index))
         budget = int(r["budget"])
 
         def stop_at_budget(it, metrics, ckpt, budget=budget):

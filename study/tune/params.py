@@ -133,6 +133,22 @@ def resolve_inputs(inputs: str, phase: str, all_phases: list[str]) -> tuple[str,
     return (phase, *[p for p in names if p != phase])
 
 
+def trial_index(trial_dir) -> int:
+    """The counter of a trial folder named ``trial_0003_5c1e0a2b`` (`trainable.trial_dirname`);
+    0 if the name has none."""
+    import re
+    from pathlib import Path
+
+    m = re.match(r"trial_(\d+)_", Path(trial_dir or "").name)
+    return int(m.group(1)) if m else 0
+
+
+def trial_seed(study_seed: int, index: int, offset: int = 0) -> int:
+    """The training seed of trial number ``index`` (its folder counter) of a study: the one
+    formula the trainable and the overhead replay share."""
+    return int(study_seed) * 1000 + int(offset) + int(index)
+
+
 def train_config_kwargs(params: dict, *, phase: str, all_phases: list[str], iterations: int,
                         eval_every: int, seed: int) -> dict:
     """Keyword arguments for ``TrainConfig`` from one sampled set of ``params``."""

@@ -33,11 +33,11 @@ def error_reason(text: str | None) -> str:
     return lines[-1][:500] if lines else "error"
 
 
-def _means(base: dict, rows: list[dict], skip: set) -> list[dict]:
-    """``case == "mean"`` rows over the cases, finite values only, for metrics not in skip."""
+def _means(base: dict, rows: list[dict]) -> list[dict]:
+    """``case == "mean"`` rows over the cases, finite values only."""
     by: dict[str, list[float]] = {}
     for r in rows:
-        if r["metric"] not in skip and r["value"] is not None:
+        if r["value"] is not None:
             by.setdefault(r["metric"], []).append(r["value"])
     return [{**base, "split": "val", "case": "mean", "metric": m, "value": sum(v) / len(v)}
             for m, v in by.items() if v]
@@ -114,7 +114,7 @@ class Recorder(tune.Callback):
         base = self._base(trial, it)
         rows = [{**base, "split": "val", "case": str(r["case"]), "metric": str(r["metric"]),
                  "value": _finite(r["value"])} for r in per_case]
-        rows += _means(base, rows, skip=set())
+        rows += _means(base, rows)
         have = {(r["split"], r["metric"]) for r in rows}
         rows += [{**base, "split": split, "case": "mean", "metric": metric, "value": v}
                  for key, (split, metric) in MEAN_METRICS.items()

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 from pathlib import Path
 
 from ray import tune
 
-from study.tune.params import train_config_kwargs
+from study.tune.params import train_config_kwargs, trial_index, trial_seed
 from study.tune.searcher import searched_params
 
 ROWS_FILE = "rows.json"
@@ -40,17 +39,11 @@ def trial_dirname(trial) -> str:
     return f"trial_{counter}_{trial.trial_id}"
 
 
-def trial_index(trial_dir: str) -> int:
-    """The counter of a trial folder named by :func:`trial_dirname` (0 if absent)."""
-    m = re.match(r"trial_(\d+)_", Path(trial_dir or "").name)
-    return int(m.group(1)) if m else 0
-
-
 def trial_kwargs(config: dict, run: dict, index: int) -> dict:
     return train_config_kwargs(
         searched_params(config), phase=run["phase"], all_phases=run["all_phases"],
         iterations=run["iterations"], eval_every=run["eval_every"],
-        seed=int(run["seed"]) * 1000 + int(run.get("seed_offset", 0)) + index,
+        seed=trial_seed(run["seed"], index, run.get("seed_offset", 0)),
     )
 
 

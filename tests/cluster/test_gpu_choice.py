@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from study.errors import ConfigError
-from study.tune.cluster import ENV, gpu_requested, node_label
+from study.tune.cluster import ENV, gpu_requested
 
 
 @pytest.mark.parametrize("value,gpus,expected", [
@@ -42,10 +40,3 @@ def test_gpu_requested_without_ray(monkeypatch):
         pytest.skip("a Ray instance is connected in this process")
     assert gpu_requested() is False
 
-
-def test_node_label_outside_ray():
-    import ray
-
-    if ray.is_initialized():
-        pytest.skip("a Ray instance is connected in this process")
-    assert node_label() == socket.gethostname()

@@ -105,7 +105,8 @@ def test_failed_trials_are_recorded_and_the_study_finishes(ray_session, fake_spa
     assert [t.state for t in study.trials].count(State.FAIL) == errors
 
 
-def test_engine_smoke_study_writes_predictions(ray_session, small_phantom, tmp_path, capsys):
+def test_engine_smoke_study_writes_predictions(ray_session, small_phantom, tmp_path, capsys,
+                                              monkeypatch):
     import nibabel as nib
 
     assert _launch("smoke", small_phantom, tmp_path, "s", "--samples", "3") == 0
@@ -126,9 +127,18 @@ def test_engine_smoke_study_writes_predictions(ray_session, small_phantom, tmp_p
         assert (run / "best" / "arterial" / r["arch"] / "model.pt").is_file()
     assert m.filter((pl.col("split") == "val") & (pl.col("case") == "mean")
                     & (pl.col("metric") == "hd95")).height > 0
-    # the same trials in a plain engine loop, for the Ray overhead ratio
+    # the same trials in a plain engine loop, for the Ray overhead ratio, with the seeds
+    # the trials trained with (each checkpoint's config.json)
+    import study.engine
     from study.tune.overhead import main as overhead
 
+    seeds, real = [], study.engine.train
+    monkeypatch.setattr(study.engine, "train",
+                        lambda cfg, *a, **k: seeds.append(cfg.seed) or real(cfg, *a, **k))
     assert overhead([str(run)]) == 0
+    from pathlib import Path
+
+    assert sorted(seeds) == sorted(json.loads((Path(c) / "config.json").read_text())["seed"]
+                                   for c in trials["checkpoint"])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("phase arterial: tuning wall") and float(line.split()[-1]) > 0

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import ConfigError
-from .io import atomic_path, write_text_atomic
+from .io import atomic_dir
 
 FORMAT = 1
 MODEL_FILE = "model.pt"
@@ -78,10 +77,6 @@ def write_checkpoint(
 ) -> Path:
     """Write a checkpoint directory atomically (replacing an existing one)."""
     directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     payload = {
         "format": FORMAT,
         "arch": config.arch,
@@ -94,20 +89,12 @@ def write_checkpoint(
         "sampler": sampler,
         "best": best,
     }
-    with atomic_path(tmp / MODEL_FILE, suffix=".pt") as t:
-        torch.save(payload, t)
-    write_text_atomic(tmp / CONFIG_FILE, config.to_json())
-    if metrics is not None:
-        text = json.dumps(metrics, indent=2, sort_keys=True, default=_json_default)
-        write_text_atomic(tmp / METRICS_FILE, text)
-    old = directory.with_name(f".{directory.name}.old")
-    if directory.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        directory.rename(old)
-    tmp.rename(directory)
-    if old.exists():
-        shutil.rmtree(old)
+    with atomic_dir(directory) as tmp:
+        torch.save(payload, tmp / MODEL_FILE)
+        (tmp / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        if metrics is not None:
+            text = json.dumps(metrics, indent=2, sort_keys=True, default=_json_default)
+            (tmp / METRICS_FILE).write_text(text, encoding="utf-8")
     return directory
 
 

@@ -375,12 +375,8 @@ def _finished_result(ckpt: Path, best: dict) -> dict:
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy a checkpoint directory (e.g. ``best``) to ``dst``, replacing it."""
-    src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
-    return dst
+    from .io import atomic_dir
+
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    return Path(dst)

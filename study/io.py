@@ -1,10 +1,13 @@
-"""Atomic file writes: write to a temp file in the same directory, then rename."""
+"""Atomic writes: a file or a folder is built under a temporary name in the same
+directory, then renamed onto its final name (`atomic_path`, `atomic_dir`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +32,45 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, existing: str = "replace",
+               tag: str = "") -> Iterator[Path]:
+    """Yield a new empty folder next to ``path``; on success it becomes ``path``.
+
+    ``existing`` says what happens when ``path`` exists at that moment: ``"replace"`` (the
+    old folder is renamed aside, the new one renamed in, the old one removed) or ``"keep"``
+    (another process built it first: the new one is discarded). On any exception the
+    temporary folder is removed, so no half-built folder ever has the final name. Its name,
+    ``.tmp-NAME-TAG-PID-RANDOM``, lets a caller find leftovers of crashed builds
+    (`stale_dirs`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if existing == "keep" and path.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        if path.exists():
+            old = tmp.with_name(tmp.name + ".old")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def stale_dirs(path: str | os.PathLike, tag: str = "") -> list[Path]:
+    """Temporary folders `atomic_dir` left for ``path`` (and ``tag``) when a process died."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".tmp-{path.name}-{tag}-*"))
 
 
 def _umask() -> int:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from study.errors import ConfigError
+from study.names import LOSSES, LRDEHL_VARIANTS, lrdehl_loss_name
 
 EPS = 1.0
 EMPTY_FRACTION = 0.01
@@ -99,8 +100,9 @@ def lrdehl_loss(
     empty_fraction: float = EMPTY_FRACTION,
 ) -> torch.Tensor:
     """Eqs. 8 (``variant="mae"``) and 9 (``"mse"``) on positives + k hardest negatives."""
-    if variant not in ("mae", "mse"):
-        raise ConfigError(f"key 'lrdehl' must be 'mae' or 'mse', got {variant!r}")
+    if variant not in LRDEHL_VARIANTS:
+        raise ConfigError(f"key 'lrdehl' must be one of {', '.join(LRDEHL_VARIANTS)}, "
+                          f"got {variant!r}")
     keep, norm = lrdehl_mask(logits, target, empty_fraction)
     logits, target = _prep(logits, target)
     p = torch.sigmoid(logits[keep])
@@ -110,14 +112,16 @@ def lrdehl_loss(
     return err.square().sum() / (2 * norm)
 
 
-LOSSES: dict[str, LossFn] = {
+#: the loss functions by name: the base losses of `study.names.LOSSES` and one LRDEHL per
+#: variant of `study.names.LRDEHL_VARIANTS` (``lrdehl_mae``, ``lrdehl_mse``)
+LOSS_FUNCTIONS: dict[str, LossFn] = {
     "bce": bce_loss,
     "dice": dice_loss,
     "sqdice": squared_dice_loss,
-    "lrdehl_mae": partial(lrdehl_loss, variant="mae"),
-    "lrdehl_mse": partial(lrdehl_loss, variant="mse"),
+    **{lrdehl_loss_name(v): partial(lrdehl_loss, variant=v) for v in LRDEHL_VARIANTS},
 }
-BASE_LOSSES = ("sqdice", "dice", "bce")
+if not set(LOSSES) <= set(LOSS_FUNCTIONS):  # pragma: no cover - a registry line is missing
+    raise ImportError(f"study.losses lacks a function for {set(LOSSES) - set(LOSS_FUNCTIONS)}")
 
 
 class LossSchedule:
@@ -125,7 +129,7 @@ class LossSchedule:
 
     Never switches when ``switch_step`` is ``None`` or ``switch_step >= budget`` (a budget
     of ``None`` means unbounded). ``active(step)`` names the loss used at ``step`` (a key of
-    ``LOSSES``); calling the schedule ``(logits, target, step)`` evaluates it.
+    ``LOSS_FUNCTIONS``); calling the schedule ``(logits, target, step)`` evaluates it.
     """
 
     def __init__(
@@ -135,10 +139,11 @@ class LossSchedule:
         lrdehl: str = "mae",
         budget: int | None = None,
     ):
-        if base not in BASE_LOSSES:
-            raise ConfigError(f"key 'loss' must be one of {', '.join(BASE_LOSSES)}, got {base!r}")
-        if lrdehl not in ("mae", "mse"):
-            raise ConfigError(f"key 'lrdehl' must be 'mae' or 'mse', got {lrdehl!r}")
+        if base not in LOSSES:
+            raise ConfigError(f"key 'loss' must be one of {', '.join(LOSSES)}, got {base!r}")
+        if lrdehl not in LRDEHL_VARIANTS:
+            raise ConfigError(f"key 'lrdehl' must be one of {', '.join(LRDEHL_VARIANTS)}, "
+                              f"got {lrdehl!r}")
         if switch_step is not None and (not isinstance(switch_step, int) or switch_step < 0):
             raise ConfigError(
                 f"key 'switch_step' must be a non-negative integer or None, got {switch_step!r}"
@@ -151,11 +156,11 @@ class LossSchedule:
 
     def active(self, step: int) -> str:
         if self.switch_step is not None and step >= self.switch_step:
-            return f"lrdehl_{self.lrdehl}"
+            return lrdehl_loss_name(self.lrdehl)
         return self.base
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
-        return LOSSES[self.active(step)](logits, target)
+        return LOSS_FUNCTIONS[self.active(step)](logits, target)
 
     def __repr__(self) -> str:
         return (

@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError, run_cli
-
-ARCHS = ("unet3d", "simplified3d", "unet2d", "hybrid")
+from .names import ARCH_NAMES, LOSSES, LRDEHL_VARIANTS
 
 
 def _positive_int(text: str) -> int:
@@ -61,15 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache", type=Path, help="preprocessing cache root")
     d.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     m = p.add_argument_group("model and training")
-    m.add_argument("--arch", choices=ARCHS, default="hybrid")
+    m.add_argument("--arch", choices=ARCH_NAMES, default="hybrid")
     m.add_argument("--phase", nargs="+", default=["arterial"], metavar="PHASE",
                    help="phase name(s) from dataset.json channel_names")
     m.add_argument("--iterations", type=_positive_int, required=True)
     m.add_argument("--base-channels", type=_positive_int)
     m.add_argument("--lr", type=_positive_float, default=1e-3)
     m.add_argument("--l2", type=float, default=5e-4)
-    m.add_argument("--loss", choices=("sqdice", "dice", "bce"), default="sqdice")
-    m.add_argument("--lrdehl", choices=("mae", "mse"), default="mae")
+    m.add_argument("--loss", choices=LOSSES, default="sqdice")
+    m.add_argument("--lrdehl", choices=LRDEHL_VARIANTS, default="mae")
     m.add_argument("--switch-step", type=int, help="iteration at which the loss becomes LRDEHL")
     m.add_argument("--lr-after-switch", type=_positive_float, default=1.0)
     m.add_argument("--lr-halve-every", type=_positive_int,

@@ -11,10 +11,8 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .names import LOSSES, LRDEHL_VARIANTS
 
-#: Base losses accepted for ``loss`` (the LRDEHL fine-tuning is ``switch_step``).
-LOSSES = ("sqdice", "dice", "bce")
-LRDEHL_VARIANTS = ("mae", "mse")
 #: The reference schedule: lr halved every 5000 of 40000 iterations.
 REFERENCE_HALVE_EVERY = 5000
 REFERENCE_ITERATIONS = 40000
@@ -48,6 +46,17 @@ class TrainConfig:
     eval_batch_size: int = 8  # windows (3D) / slices (2D, 2.5D) per inference forward
     threshold: float = 0.5
     extra: dict = field(default_factory=dict)  # free-form provenance (ignored by train)
+
+    def __post_init__(self) -> None:
+        """The one place values are normalised: phases and patch become tuples (a single
+        phase name is a 1-tuple); `check` only checks."""
+        if isinstance(self.phases, str):
+            self.phases = (self.phases,)
+        self.phases = tuple(self.phases)
+        try:
+            self.patch = tuple(int(p) for p in self.patch)
+        except (TypeError, ValueError):
+            pass  # check() names the key
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -92,15 +101,7 @@ class TrainConfig:
                 f"train config: unknown key(s) {', '.join(unknown)}; "
                 f"known keys are {', '.join(sorted(names))}"
             )
-        d = dict(d)
-        if "phases" in d:
-            ph = d["phases"]
-            d["phases"] = (ph,) if isinstance(ph, str) else tuple(ph)
-        if "patch" in d:
-            d["patch"] = tuple(int(p) for p in d["patch"])
-        cfg = cls(**d)
-        cfg.check()
-        return cfg
+        return cls(**d).check()
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -108,26 +109,31 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def check(self, phases_available=None) -> TrainConfig:
-        """Raise ConfigError naming the key when a value is out of range."""
-
-        def bad(key, why):
-            raise ConfigError(f"train config key {key!r} = {getattr(self, key)!r}: {why}")
-
+        """Raise ConfigError naming the key when a value is out of range; returns self
+        unchanged (values are normalised once, in ``__post_init__``)."""
         from .models import MODELS
 
         if self.arch not in MODELS:
-            bad("arch", f"unknown architecture; use one of {', '.join(sorted(MODELS))}")
-        if isinstance(self.phases, str):
-            self.phases = (self.phases,)
-        self.phases = tuple(self.phases)
+            self._bad("arch", f"unknown architecture; use one of {', '.join(sorted(MODELS))}")
+        self._check_phases(phases_available)
+        self._check_optimisation()
+        self._check_sampling(MODELS[self.arch].kind)
+        return self
+
+    def _bad(self, key: str, why: str):
+        raise ConfigError(f"train config key {key!r} = {getattr(self, key)!r}: {why}")
+
+    def _check_phases(self, available) -> None:
         if not self.phases:
-            bad("phases", "give at least one phase name")
+            self._bad("phases", "give at least one phase name")
         if len(set(self.phases)) != len(self.phases):
-            bad("phases", "a phase is listed twice")
-        if phases_available is not None:
-            missing = [p for p in self.phases if p not in phases_available]
-            if missing:
-                bad("phases", f"not in the data set; available: {', '.join(phases_available)}")
+            self._bad("phases", "a phase is listed twice")
+        missing = [p for p in self.phases if available is not None and p not in available]
+        if missing:
+            self._bad("phases", f"not in the data set; available: {', '.join(available)}")
+
+    def _check_optimisation(self) -> None:
+        bad = self._bad
         if self.base_channels is not None and int(self.base_channels) < 1:
             bad("base_channels", "must be >= 1 (or None for the default)")
         for key in ("lr", "lr_after_switch"):
@@ -147,14 +153,16 @@ class TrainConfig:
             bad("switch_step", "must be >= 0 (or None for no switch)")
         if self.lr_halve_every is not None and int(self.lr_halve_every) < 1:
             bad("lr_halve_every", "must be >= 1 (or None to scale 5000 to the budget)")
-        self.patch = tuple(int(p) for p in self.patch)
-        if len(self.patch) != 3 or min(self.patch) < 1:
+
+    def _check_sampling(self, kind: str) -> None:
+        bad = self._bad
+        if not isinstance(self.patch, tuple) or len(self.patch) != 3 or min(self.patch) < 1:
             bad("patch", "must be three positive integers (X, Y, Z)")
         if self.empty_fraction is not None:
             if not 0.0 <= self.empty_fraction <= 1.0:
                 bad("empty_fraction", "must be in [0, 1] (3D: share of tumor-free patches; "
                     "2D/2.5D: fraction of tumor-free slices kept), or None for the default")
-            if MODELS[self.arch].kind == "3d" and self.empty_fraction >= 1.0:
+            if kind == "3d" and self.empty_fraction >= 1.0:
                 bad("empty_fraction", "for 3D patches it is the share of tumor-free patches: "
                     "1 leaves no tumor-centred patch; use a value below 1 (0.5 = balanced)")
         if not 0.0 <= self.overlap < 1.0:
@@ -165,4 +173,3 @@ class TrainConfig:
             bad("num_workers", "must be >= 0")
         if self.device is not None and str(self.device).split(":")[0] not in ("cpu", "cuda"):
             bad("device", "use 'cpu', 'cuda', 'cuda:N' or None")
-        return self

@@ -9,7 +9,7 @@ import torch
 
 from study.errors import ConfigError
 from study.losses import (
-    LOSSES,
+    LOSS_FUNCTIONS,
     LossSchedule,
     bce_loss,
     dice_loss,
@@ -64,7 +64,7 @@ def test_lrdehl_mae_and_mse_by_hand():
     # MSE: (.0625 + .25 + .81 + .25) / (2*2) = 1.3725 / 4
     assert lrdehl_loss(*tiny(), variant="mae").item() == pytest.approx(1.075, rel=1e-6)
     assert lrdehl_loss(*tiny(), variant="mse").item() == pytest.approx(0.343125, rel=1e-6)
-    assert LOSSES["lrdehl_mse"](*tiny()).item() == pytest.approx(0.343125, rel=1e-6)
+    assert LOSS_FUNCTIONS["lrdehl_mse"](*tiny()).item() == pytest.approx(0.343125, rel=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["mae", "mse"])
@@ -107,7 +107,7 @@ def test_lrdehl_all_positive_keeps_only_positives():
 def test_losses_are_float32_under_bf16_and_finite():
     logits, y = tiny()
     lb = logits.detach().to(torch.bfloat16)
-    for name, fn in LOSSES.items():
+    for name, fn in LOSS_FUNCTIONS.items():
         v = fn(lb, y)
         assert v.dtype == torch.float32 and torch.isfinite(v), name
 

@@ -1,4 +1,5 @@
-"""``python -m study.data check DATASET [--label NAME]``, ``prepare DATASET``, ``bench``."""
+"""``python -m study.data check DATASET [--label NAME]``, ``prepare DATASET``,
+``phantom OUT [--cases 12 --seed 0]`` (write the synthetic data set), ``bench``."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--grid", type=_grid, default=(320, 256, 72), help="target grid XxYxZ (default 320x256x72)")
     prep.add_argument("--cache", default=None, help="cache root (default $STUDY_CACHE or ~/.cache/study)")
     prep.add_argument("--seed", type=int, default=0, help="split seed")
+    ph = sub.add_parser("phantom", help="write the synthetic multi-phase liver MRI phantom "
+                        "(nnU-Net v2 raw layout) to OUT")
+    ph.add_argument("out", help="output folder (must not exist or be empty)")
+    ph.add_argument("--cases", type=int, default=12, help="number of cases (default 12)")
+    ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     bench = sub.add_parser("bench", help="measure phantom build, cache build/size, sampler speed")
     bench.add_argument("--grid", type=_grid, default=(320, 256, 72))
     bench.add_argument("--cases", type=int, default=12)
@@ -63,13 +69,21 @@ def main(argv=None) -> int:
         print(f"cache      {prep.cache_dir} ({size / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s)")
         print(f"split      {prep.split_path}: " + ", ".join(f"{k} {len(v)}" for k, v in prep.split.items()))
         return 0
+    if args.command == "phantom":
+        from study.data.phantom import make_phantom
+
+        t0 = time.perf_counter()
+        out = make_phantom(args.out, cases=args.cases, seed=args.seed, progress=True)
+        print(f"wrote {args.cases} cases to {out} in {time.perf_counter() - t0:.1f} s")
+        return 0
     if args.command == "bench":
         from study.data.bench import format_result, run
 
         print(format_result(run(grid=args.grid, cases=args.cases, phases=args.phases,
                                  patch=args.patch, seconds=args.seconds, out=args.out)))
         return 0
-    raise ConfigError("missing command: use `python -m study.data check DATASET`, `prepare DATASET` or `bench`")
+    raise ConfigError("missing command: use `python -m study.data check DATASET`, "
+                      "`prepare DATASET`, `phantom OUT` or `bench`")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import socket
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from study.data.dataset import DatasetSpec, load_case, read_dataset, resolve_cac
 from study.data.prepared import Prepared
 from study.data.splits import load_or_write_split, make_split
 from study.errors import ConfigError, DataError
-from study.io import ensure_writable_dir
+from study.io import atomic_dir, ensure_writable_dir, stale_dirs
 
 CACHE_VERSION = 1
 _HASH_CHUNK = 1 << 16
@@ -131,11 +130,11 @@ def _build(spec: DatasetSpec, fp: str, settings: dict, final: Path, progress: bo
     from tqdm.auto import tqdm
 
     host = socket.gethostname().replace("-", "_")
-    for stale in final.parent.glob(f".tmp-{final.name}-{host}-*"):  # crashed builds on this node
+    for stale in stale_dirs(final, host):  # crashed builds on this node
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.parent / f".tmp-{final.name}-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / "images").mkdir(parents=True)
+    # another builder (node, process) that finishes first wins: its cache is kept
+    with atomic_dir(final, existing="keep", tag=host) as tmp:
+        (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         (tmp / "splits").mkdir()
         cases = {}
@@ -146,15 +145,6 @@ def _build(spec: DatasetSpec, fp: str, settings: dict, final: Path, progress: bo
                 "label": spec.label_name, "train_ids": spec.train_ids, "test_ids": spec.test_ids,
                 "source_root": str(spec.root), "cases": cases}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "meta.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another builder won the race: use theirs
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=None,

@@ -23,16 +23,14 @@ same physical field of view). Labels: background 0, liver 1, tumor 2.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from study.errors import DataError
-from study.io import ensure_writable_dir
+from study.io import atomic_dir, ensure_writable_dir
 
 PHASES = ("pre", "arterial", "portal", "delay")
 VERSION = 2
@@ -182,9 +180,8 @@ def make_phantom(out_dir, cases: int = 12, seed: int = 0, shape=None, progress: 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty; choose a new folder or remove it")
     ensure_writable_dir(out.parent, "phantom output folder", DataError)
-    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / "imagesTr").mkdir(parents=True)
+    with atomic_dir(out) as tmp:  # an empty folder there (checked above) is replaced
+        (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
         from tqdm.auto import tqdm
 
@@ -198,12 +195,6 @@ def make_phantom(out_dir, cases: int = 12, seed: int = 0, shape=None, progress: 
                 "phantom": {"version": VERSION, "seed": seed, "cases": cases,
                             "shape": list(shape) if shape else None}}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -24,6 +24,7 @@ from study.models.hybrid import SLICES, HybridUNetX
 from study.models.simplified3d import SimplifiedUNet3D
 from study.models.unet2d import UNet2D
 from study.models.unet3d import UNet3D
+from study.names import ARCHS
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,19 @@ class ModelInfo:
         return in_phases * SLICES if self.kind == "2.5d" else in_phases
 
 
+def _info(name: str, cls: type[nn.Module], default_base: int, default_depth: int) -> ModelInfo:
+    return ModelInfo(name, ARCHS[name].kind, cls, default_base, default_depth)
+
+
+#: one line per architecture of `study.names.ARCHS` (name and kind come from there)
 MODELS: dict[str, ModelInfo] = {
-    "unet3d": ModelInfo("unet3d", "3d", UNet3D, 32, 4),
-    "simplified3d": ModelInfo("simplified3d", "3d", SimplifiedUNet3D, 32, 3),
-    "unet2d": ModelInfo("unet2d", "2d", UNet2D, 32, 3),
-    "hybrid": ModelInfo("hybrid", "2.5d", HybridUNetX, 16, 3),
+    "unet3d": _info("unet3d", UNet3D, 32, 4),
+    "simplified3d": _info("simplified3d", SimplifiedUNet3D, 32, 3),
+    "unet2d": _info("unet2d", UNet2D, 32, 3),
+    "hybrid": _info("hybrid", HybridUNetX, 16, 3),
 }
+if set(MODELS) != set(ARCHS):  # pragma: no cover - a registry line is missing
+    raise ImportError(f"study.models.MODELS {sorted(MODELS)} != study.names.ARCHS {sorted(ARCHS)}")
 
 
 class UnknownArchError(ConfigError, KeyError):

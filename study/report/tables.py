@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from study.names import ARCH_NAMES
 from study.stats import (  # noqa: F401  (the report's statistics, re-exported)
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -48,7 +49,7 @@ SEED_TABLE1 = [
 ]
 
 
-ARCH_ORDER = ("unet3d", "simplified3d", "unet2d", "hybrid")  # the seed's order: 3D, 2D, 2.5D
+ARCH_ORDER = ARCH_NAMES  # the seed's order: 3D, 2D, 2.5D (study.names)
 
 
 def natural_key(text: str) -> list:

@@ -20,6 +20,7 @@ from ray import tune
 
 from study.finalists import fold_rows
 from study.tune.cluster import gpu_requested
+from study.tune.settings import TrialSettings
 from study.tune.trainable import POINT, ROWS_FILE, study_trainable, trial_dirname
 from study.tune.tuner import DONE_MARKER, METRIC, MODE, Resources
 
@@ -34,7 +35,7 @@ class CrossvalPlan:
     run_dir: Path
     finalists: list[dict]  # {"rank", "trial", "arch", "config" (JSON of searched params)}
     folds: list[dict]  # {"train": [...], "val": [...]}
-    run: dict  # the search's fixed trial settings for this phase (see trainable.py)
+    run: TrialSettings  # the search's fixed trial settings for this phase
     resources: dict[str, dict[str, float]]
     max_concurrent: int
     max_failures: int = 0
@@ -67,7 +68,7 @@ def run_crossval(plan: CrossvalPlan) -> dict[tuple[int, int], str | None]:
     checkpoint of the fold model at its last evaluation (None where the trial failed)."""
     if plan.exp_dir.exists():  # an unfinished experiment of an earlier invocation
         shutil.rmtree(plan.exp_dir)
-    run = {**plan.run, "folds": plan.folds, "seed_offset": SEED_OFFSET}
+    run = plan.run.with_(folds=tuple(plan.folds), seed_offset=SEED_OFFSET)
     points = plan.points()
     trainable = tune.with_resources(tune.with_parameters(study_trainable, run=run),
                                     CrossvalResources(plan.resources, gpu_requested()))
@@ -93,7 +94,7 @@ def run_crossval(plan: CrossvalPlan) -> dict[tuple[int, int], str | None]:
         metrics = result.metrics or {}
         ckpt = result.checkpoint.path if result.checkpoint and not result.error else None
         status = "ERROR" if result.error else (
-            "TERMINATED" if int(metrics.get("iteration") or 0) >= int(plan.run["iterations"])
+            "TERMINATED" if int(metrics.get("iteration") or 0) >= plan.run.iterations
             else "STOPPED")
         per_case = []
         if ckpt and Path(ckpt, ROWS_FILE).is_file():
@@ -125,11 +126,12 @@ def finished_checkpoints(plan: CrossvalPlan) -> dict[tuple[int, int], str | None
     return out
 
 
-def run_finalists(s, prep, phases: list[str], run: dict, resources: dict, *, resume: bool,
+def run_finalists(s, prep, phases: list[str], settings, resources: dict, *, resume: bool,
                   init_ray, log=print) -> dict:
     """``--finalists K --folds F`` after the search of study settings ``s``: per phase, the K
-    best configurations on F folds, the winner's fold ensemble tested once. Returns what
-    ``study.json`` records under ``finalists``."""
+    best configurations on F folds, the winner's fold ensemble tested once. ``settings(phase)``
+    gives the phase's `TrialSettings`. Returns what ``study.json`` records under
+    ``finalists``."""
     import polars as pl
 
     from study.data.splits import load_or_write_folds
@@ -157,14 +159,14 @@ def run_finalists(s, prep, phases: list[str], run: dict, resources: dict, *, res
         plan = CrossvalPlan(
             study=s.name, phase=phase, run_dir=s.run_dir, folds=folds,
             finalists=mine.select("rank", "trial", "arch", "config").to_dicts(),
-            run={**run, "phase": phase}, resources=resources,
+            run=settings(phase), resources=resources,
             max_concurrent=s.max_concurrent, max_failures=s.space.max_failures)
         if resume and crossval_done(plan):
             checkpoints = finished_checkpoints(plan)
         else:
             log(f"finalists {phase}: {mine.height} configuration(s) x {len(folds)} folds of "
                 f"{sum(len(f['val']) for f in folds)} cases at the full budget "
-                f"({run['iterations']} iterations each)")
+                f"({plan.run.iterations} iterations each)")
             init_ray()
             checkpoints = run_crossval(plan)
         table = read_finalists(s.run_dir).filter((pl.col("study") == s.name)

@@ -11,11 +11,10 @@ import math
 from collections.abc import Callable
 
 from study.errors import ConfigError
+from study.names import ARCH_NAMES as ARCHS
+from study.names import LOSSES
+from study.names import LRDEHL_VARIANTS as LRDEHL
 from study.tune.dists import Dist
-
-ARCHS = ("hybrid", "unet2d", "unet3d", "simplified3d")
-LOSSES = ("sqdice", "dice", "bce")
-LRDEHL = ("mae", "mse")
 
 
 def _num(v) -> bool:

@@ -242,7 +242,8 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     if s.finalists:
         from study.tune.crossval import run_finalists
 
-        meta["finalists"] = run_finalists(s, prep, phases, trial_settings(s, prep, data),
+        meta["finalists"] = run_finalists(s, prep, phases,
+                                          lambda phase: trial_settings(s, prep, data, phase),
                                           {a: s.space.resources_for(a) for a in archs},
                                           resume=saved is not None, init_ray=init_ray, log=log)
     wall = time.time() - t0
@@ -266,13 +267,12 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
     params, per_arch, archs = space
     b = s.budget
     resources = {a: s.space.resources_for(a) for a in archs}
-    run_common = trial_settings(s, prep, data)
     tune_s = dict((saved or {}).get("tune_s") or {})  # tuning wall time per phase, summed
     start_points = s.space.start_points(b)
     for i, phase in enumerate(phases):
         plan = PhasePlan(
             study=s.name, phase=phase, run_dir=s.run_dir, params=params, per_arch=per_arch,
-            resources=resources, run={**run_common, "phase": phase}, iterations=b.iterations,
+            resources=resources, run=trial_settings(s, prep, data, phase), iterations=b.iterations,
             trials=s.trials, max_concurrent=s.max_concurrent, grace_period=b.grace_period,
             reduction_factor=b.reduction_factor, seed=s.seed, max_failures=s.space.max_failures,
             resume=saved is not None, start_with=start_points)
@@ -290,16 +290,18 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
     return tune_s
 
 
-def trial_settings(s: StudySettings, prep, data: Path) -> dict:
-    """The fixed settings every trial of the study gets (``run`` in trainable.py)."""
+def trial_settings(s: StudySettings, prep, data: Path, phase: str):
+    """The fixed settings every trial of a phase gets (``run`` in trainable.py)."""
     from study.data import resolve_cache_root
+    from study.tune.settings import TrialSettings
 
     b = s.budget
-    return {"trainable": s.space.trainable, "fake": s.space.fake,
-            "all_phases": list(prep.phases), "iterations": b.iterations,
-            "eval_every": b.eval_every, "seed": s.seed, "data": str(data),
-            "label": s.label, "grid": list(b.grid), "data_seed": s.split_seed,
-            "cache_root": str(resolve_cache_root(None)), "val_cases": list(prep.split["val"])}
+    return TrialSettings(
+        trainable=s.space.trainable, fake=dict(s.space.fake or {}), phase=phase,
+        all_phases=tuple(prep.phases), iterations=int(b.iterations),
+        eval_every=int(b.eval_every), seed=int(s.seed), data=str(data), label=s.label,
+        grid=tuple(int(g) for g in b.grid), data_seed=int(s.split_seed),
+        cache_root=str(resolve_cache_root(None)), val_cases=tuple(prep.split["val"]))
 
 
 def _postprocessing(run_dir: Path) -> dict:

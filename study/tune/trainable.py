@@ -20,10 +20,11 @@ from ray import tune
 
 from study.tune.params import train_config_kwargs, trial_index, trial_seed
 from study.tune.searcher import searched_params
+from study.tune.settings import TrialSettings
 
 ROWS_FILE = "rows.json"
 #: config key of a cross-validation trial (`study.tune.crossval`): the finalist's parameters
-#: plus ``_cv`` = {"rank", "fold"}; the trial trains on ``run["folds"][fold]``
+#: plus ``_cv`` = {"rank", "fold"}; the trial trains on ``run.folds[fold]``
 POINT = "_cv_point"
 #: written by the driver into a trial's folder when it records the trial (any status)
 FINISHED_FILE = "trial_finished.json"
@@ -39,11 +40,11 @@ def trial_dirname(trial) -> str:
     return f"trial_{counter}_{trial.trial_id}"
 
 
-def trial_kwargs(config: dict, run: dict, index: int) -> dict:
+def trial_kwargs(config: dict, run: TrialSettings, index: int) -> dict:
     return train_config_kwargs(
-        searched_params(config), phase=run["phase"], all_phases=run["all_phases"],
-        iterations=run["iterations"], eval_every=run["eval_every"],
-        seed=trial_seed(run["seed"], index, run.get("seed_offset", 0)),
+        searched_params(config), phase=run.phase, all_phases=list(run.all_phases),
+        iterations=run.iterations, eval_every=run.eval_every,
+        seed=trial_seed(run.seed, index, run.seed_offset),
     )
 
 
@@ -73,15 +74,14 @@ def make_reporter():
     return on_report
 
 
-def _prepare(run: dict, fold: int | None = None):
+def _prepare(run: TrialSettings, fold: int | None = None):
     from study.data import prepare
 
-    prep = prepare(run["data"], label=run.get("label"), grid=tuple(run["grid"]),
-                   cache_root=run.get("cache_root"), seed=int(run.get("data_seed", 0)),
-                   progress=False)
+    prep = prepare(run.data, label=run.label, grid=tuple(run.grid), cache_root=run.cache_root,
+                   seed=run.data_seed, progress=False)
     if fold is None:
         return prep
-    f = run["folds"][fold]
+    f = run.folds[fold]
     return prep.with_split({"train": f["train"], "val": f["val"], "test": []})
 
 
@@ -132,7 +132,7 @@ def replay_result(marker: dict) -> dict:
     return result
 
 
-def study_trainable(config: dict, run: dict) -> None:
+def study_trainable(config: dict, run: TrialSettings) -> None:
     """Function trainable (must live in the package so Ray workers can import it)."""
     # one "Checkpoint successfully created" line per evaluation drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
@@ -154,11 +154,11 @@ def study_trainable(config: dict, run: dict) -> None:
         workdir = Path(tmp) / "work"
         workdir.mkdir()
         on_report = make_reporter()
-        if run["trainable"] == "fake":
+        if run.trainable == "fake":
             from study.tune import fake
 
-            val = run["val_cases"] if fold is None else run["folds"][fold]["val"]
-            fake.train(kw, run.get("fake") or {}, val, on_report,
+            val = list(run.val_cases if fold is None else run.folds[fold]["val"])
+            fake.train(kw, run.fake, val, on_report,
                        resume_from=resume_from, workdir=workdir, trial_id=trial_id)
             return
         from study.engine import TrainConfig, train

@@ -31,6 +31,7 @@ from study.tune.searcher import (
     fail_orphans,
     prune_reported,
 )
+from study.tune.settings import TrialSettings
 from study.tune.trainable import study_trainable, trial_dirname
 
 METRIC, MODE = "val_dice", "max"
@@ -51,7 +52,7 @@ class PhasePlan:
     params: dict[str, Dist]
     per_arch: dict[str, dict[str, Dist]]
     resources: dict[str, dict[str, float]]  # arch -> {"cpu", "gpu"}
-    run: dict  # fixed settings handed to every trial (see trainable.py)
+    run: TrialSettings  # fixed settings handed to every trial (see trainable.py)
     iterations: int
     trials: int
     max_concurrent: int

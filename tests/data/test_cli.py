@@ -1,10 +1,14 @@
-"""`python -m study.data` and `python -m study.phantom` command lines."""
+"""`python -m study.data` and `python -m study.data phantom` command lines."""
 
 import pytest
 
 from study.data.__main__ import main as data_main
 from study.errors import run_cli
-from study.phantom import main as phantom_main
+
+
+def phantom_main(argv):
+    """``python -m study.data phantom ARGS``."""
+    return data_main(["phantom", *argv])
 
 
 def test_prepare_cli_prints_cache_and_split(tiny_dataset_factory, tmp_path, capsys):
@@ -29,9 +33,9 @@ def test_check_cli_unknown_label(tiny_dataset_factory, capsys):
     assert "dataset.json" in err and "liver" in err and "tumor" in err
 
 
-@pytest.mark.parametrize("main", [data_main, phantom_main])
-def test_help(main, capsys):
+@pytest.mark.parametrize("args", [["--help"], ["phantom", "--help"]])
+def test_help(args, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["--help"])
+        data_main(args)
     assert exc.value.code == 0
     assert "usage: python -m study." in capsys.readouterr().out

@@ -10,8 +10,13 @@ from scipy import ndimage
 
 from study.data import check_dataset, read_dataset
 from study.data import phantom as ph
+from study.data.__main__ import main as data_main
 from study.errors import DataError, run_cli
-from study.phantom import main as phantom_main
+
+
+def phantom_main(argv):
+    """``python -m study.data phantom ARGS``."""
+    return data_main(["phantom", *argv])
 
 
 def _load(root, case):

@@ -13,7 +13,7 @@ from study.report.figures.importance import (
     parallel_figure,
     phase_study,
 )
-from study.report.figures.test_means import test_means_data, test_means_figure
+from study.report.figures.means import test_means_data, test_means_figure
 
 __all__ = [
     "curves_data",

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: budget's)")
     p.add_argument("--cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="Ray's own console tables per trial (-vv: every result too); default: "
+                        "one line per trial start / stop and a status line every minute")
     return p
 
 

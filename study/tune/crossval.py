@@ -20,6 +20,7 @@ from ray import tune
 
 from study.finalists import fold_rows
 from study.tune.cluster import gpu_requested
+from study.tune.console import console_callbacks
 from study.tune.settings import TrialSettings
 from study.tune.trainable import POINT, ROWS_FILE, study_trainable, trial_dirname
 from study.tune.tuner import DONE_MARKER, METRIC, MODE, Resources
@@ -39,7 +40,7 @@ class CrossvalPlan:
     resources: dict[str, dict[str, float]]
     max_concurrent: int
     max_failures: int = 0
-    verbose: int = 1
+    verbose: int = 0
     extra_callbacks: list = field(default_factory=list)
 
     @property
@@ -80,7 +81,8 @@ def run_crossval(plan: CrossvalPlan) -> dict[tuple[int, int], str | None]:
                                     reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=plan.exp_dir.name, storage_path=str((plan.run_dir / "ray").resolve()),
-            callbacks=list(plan.extra_callbacks),
+            callbacks=[*console_callbacks(f"cv {plan.phase}", plan.run.iterations, plan.verbose),
+                       *plan.extra_callbacks],
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=plan.verbose),
     )
@@ -160,7 +162,8 @@ def run_finalists(s, prep, phases: list[str], settings, resources: dict, *, resu
             study=s.name, phase=phase, run_dir=s.run_dir, folds=folds,
             finalists=mine.select("rank", "trial", "arch", "config").to_dicts(),
             run=settings(phase), resources=resources,
-            max_concurrent=s.max_concurrent, max_failures=s.space.max_failures)
+            max_concurrent=s.max_concurrent, max_failures=s.space.max_failures,
+            verbose=s.verbose)
         if resume and crossval_done(plan):
             checkpoints = finished_checkpoints(plan)
         else:

@@ -42,6 +42,7 @@ class StudySettings:
     time_s: float | None = None  # --time: the tuning of all phases ends by then
     finalists: int = 0  # --finalists K: cross-validate the K best configurations per phase
     folds: int = 5  # --folds F
+    verbose: int = 0  # -v: Ray's own trial tables (-vv: every result)
 
     @property
     def name(self) -> str:
@@ -85,7 +86,8 @@ class StudySettings:
                    max_concurrent=args.max_concurrent or budget.max_concurrent,
                    data=saved["data"], label=args.label, phases=args.phase, args=saved,
                    report=not getattr(args, "no_report", False), split_seed=int(split_seed),
-                   time_s=time_s, finalists=finalists, folds=folds)
+                   time_s=time_s, finalists=finalists, folds=folds,
+                   verbose=int(getattr(args, "verbose", 0) or 0))
 
 
 #: trials per phase under --time without --samples: the clock, not the count, ends the phase
@@ -275,7 +277,7 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
             resources=resources, run=trial_settings(s, prep, data, phase), iterations=b.iterations,
             trials=s.trials, max_concurrent=s.max_concurrent, grace_period=b.grace_period,
             reduction_factor=b.reduction_factor, seed=s.seed, max_failures=s.space.max_failures,
-            resume=saved is not None, start_with=start_points)
+            resume=saved is not None, start_with=start_points, verbose=s.verbose)
         if plan.resume and phase_done(plan):
             continue
         if deadline is not None:  # the time left, shared evenly by the phases still to run

@@ -22,6 +22,7 @@ from study.errors import UserError
 from study.results import ResultsStore, drop_phase, read_trials
 from study.tune import snapshot
 from study.tune.cluster import gpu_requested
+from study.tune.console import console_callbacks
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
 from study.tune.scheduler import ResumableASHA
@@ -61,7 +62,7 @@ class PhasePlan:
     seed: int = 0
     max_failures: int = 0
     resume: bool = False
-    verbose: int = 1
+    verbose: int = 0  # Ray's console output: 0 = our one-liners (console.py), 1-2 = Ray's
     flush_every_s: float = 5.0
     extra_callbacks: list = field(default_factory=list)
     start_with: list[dict] = field(default_factory=list)  # Optuna-named params, asked first
@@ -126,7 +127,8 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
         ),
         run_config=tune.RunConfig(
             name=plan.phase, storage_path=str((plan.run_dir / "ray").resolve()),
-            callbacks=[recorder, *plan.extra_callbacks],
+            callbacks=[recorder, *console_callbacks(plan.phase, plan.iterations, plan.verbose),
+                       *plan.extra_callbacks],
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
             # 1: Ray deletes checkpoint N when it registers N+1, before its next experiment
             # snapshot; a kill in between is repaired on resume (snapshot.repair_checkpoints)

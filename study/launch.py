@@ -113,7 +113,28 @@ def _main(argv=None) -> int:
 
     settings = StudySettings.from_args(args, run_dir, saved)  # validates space, budget, counts
     check_writable(run_dir.parent)
-    return run_study(settings, saved=saved, init_ray=lambda: _init_ray(args.address, args.cpus))
+    rc = run_study(settings, saved=saved, init_ray=lambda: _init_ray(args.address, args.cpus))
+    print(write_report(run_dir) if settings.report else "report: skipped (--no-report)")
+    return rc
+
+
+def write_report(run_dir: Path) -> str:
+    """``run_dir/report.html`` (a plain-text table if the report cannot be built); one line
+    saying where. The study's results are on disk either way."""
+    try:
+        from study.report import build_report
+    except ImportError:
+        from study.io import write_text_atomic
+        from study.results import format_test_table, read_metrics
+
+        text = run_dir / "results.txt"
+        write_text_atomic(text, format_test_table(read_metrics(run_dir)) + "\n")
+        return f"report: study.report not available; wrote a plain-text table to {text}"
+    try:
+        path = build_report([run_dir], run_dir / "report.html")
+    except Exception as exc:  # the study's results are on disk either way
+        return f"report: could not be built ({exc}); results are in {run_dir}"
+    return f"report: {path}"
 
 
 def main(argv=None) -> int:

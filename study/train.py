@@ -137,40 +137,44 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _write_parquet(rows: list[dict], path: Path) -> None:
+    """The rows in the results layer's metric schema (`study.results.METRIC_SCHEMA`)."""
     import polars as pl
 
-    from .io import atomic_path
+    from .results import METRIC_SCHEMA, write_parquet_atomic
 
-    schema = {"arch": pl.Utf8, "phase": pl.Utf8, "iteration": pl.Int64, "split": pl.Utf8,
-              "case": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "grid": pl.Utf8}
-    df = pl.DataFrame([{"grid": "study", **r} for r in rows], schema=schema)
-    with atomic_path(path, suffix=".parquet") as tmp:
-        df.write_parquet(tmp)
-
-
-def _table(test_rows: list[dict]) -> str:
-    names = ("precision", "recall", "dice")
-    cases = sorted({r["case"] for r in test_rows})
-    val = {(r["case"], r["metric"]): r["value"] for r in test_rows}
-    lines = [f"{'case':<16}" + "".join(f"{n:>11}" for n in names)]
-    for c in cases:
-        lines.append(f"{c:<16}" + "".join(f"{val.get((c, n), float('nan')):>11.4f}" for n in names))
-    if cases:
-        means = [sum(val[(c, n)] for c in cases) / len(cases) for n in names]
-        lines.append(f"{'mean':<16}" + "".join(f"{v:>11.4f}" for v in means))
-    return "\n".join(lines)
+    full = [{"study": "train", "trial": "train", "grid": "study", "postprocessing": "none", **r}
+            for r in rows]
+    write_parquet_atomic(pl.DataFrame(full, schema=METRIC_SCHEMA), path)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    out: Path = args.out
-    _check_out(out, args.force)
+    _check_out(args.out, args.force)
+    prep = _prepare(args)
+    cfg = _config(args, prep)
+    from .engine import preflight
 
-    from .checkpoint import load_model
+    preflight(cfg, prep)  # every check before anything is written
+    _start_out(args.out, cfg)
+    rows, result, train_s = _train(cfg, prep, args.out)
+    model_dir, iteration, test_rows = _test(args, cfg, prep, result)
+    rows.extend({"arch": cfg.arch, "phase": "+".join(cfg.phases), "iteration": iteration,
+                 "split": "test", **r} for r in test_rows)
+    _write_parquet(rows, args.out / "metrics.parquet")
+    print(f"trained in {train_s:.1f} s; test metrics of the {args.test_model} model "
+          f"(iteration {iteration}):")
+    if test_rows:
+        from .results import format_test_table, read_metrics
+
+        print(format_test_table(read_metrics(args.out)))
+    else:
+        print("(no test cases in the split)")
+    print(f"wrote {args.out / 'metrics.parquet'}")
+    return 0
+
+
+def _prepare(args):
     from .data import prepare
-    from .engine import copy_checkpoint, preflight, train
-    from .io import write_text_atomic
-    from .native import evaluate_test
 
     data = args.data
     if data is None:
@@ -181,19 +185,27 @@ def main(argv=None) -> int:
     kwargs = {"label": args.label, "cache_root": args.cache, "seed": args.split_seed}
     if args.grid:
         kwargs["grid"] = tuple(args.grid)
-    prep = prepare(data, progress=True, **kwargs)
-    cfg = _config(args, prep)
-    preflight(cfg, prep)  # every check before anything is written
+    return prepare(data, progress=True, **kwargs)
+
+
+def _start_out(out: Path, cfg) -> None:
+    from .io import write_text_atomic
+
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "config.json", cfg.to_json())
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc}); "
                           "choose a writable folder") from None
-    phase = "+".join(cfg.phases)
-    base = {"arch": cfg.arch, "phase": phase}
+
+
+def _train(cfg, prep, out: Path) -> tuple[list[dict], dict, float]:
+    """Train with a progress line per evaluation; (validation rows, result, seconds)."""
+    from .engine import train
+
+    base = {"arch": cfg.arch, "phase": "+".join(cfg.phases)}
     rows: list[dict] = []
-    print(f"{cfg.arch} on {phase}: {cfg.iterations} iterations, grid {prep.grid}, "
+    print(f"{cfg.arch} on {base['phase']}: {cfg.iterations} iterations, grid {prep.grid}, "
           f"train/val/test {len(prep.split['train'])}/{len(prep.split['val'])}/"
           f"{len(prep.split['test'])} cases", file=sys.stderr)
 
@@ -206,27 +218,27 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     result = train(cfg, prep, on_report, workdir=out / "work")
-    train_s = time.perf_counter() - t0
+    return rows, result, time.perf_counter() - t0
+
+
+def _test(args, cfg, prep, result: dict) -> tuple[Path, int, list[dict]]:
+    """Copy the final (or best) model to ``out/model`` and evaluate it on the test cases
+    (both grids; predictions written unless --no-predictions)."""
+    from .checkpoint import load_model
+    from .engine import copy_checkpoint, resolve_device
+    from .native import evaluate_test
+
     src = result["best_dir"] if args.test_model == "best" else result["checkpoint_dir"]
     if src is None:  # best is None when val Dice was never finite
         src = result["checkpoint_dir"]
-    model_dir = copy_checkpoint(src, out / "model")
+    model_dir = copy_checkpoint(src, args.out / "model")
     model, mcfg = load_model(model_dir, device=None)
-    from .engine import resolve_device
-
     model.to(resolve_device(cfg.device))
     iteration = int(_read_iteration(model_dir))
-    pred_dir = None if args.no_predictions else out / "predictions"
+    pred_dir = None if args.no_predictions else args.out / "predictions"
     test_ids = list(prep.split["test"])
-    test_rows = evaluate_test(model, mcfg, prep, test_ids, out_dir=pred_dir) if test_ids else []
-    rows.extend({**base, "iteration": iteration, "split": "test", **r} for r in test_rows)
-    _write_parquet(rows, out / "metrics.parquet")
-    print(f"trained in {train_s:.1f} s; test metrics of the {args.test_model} model "
-          f"(iteration {iteration}), native grid (each case's source image and label file):")
-    native = [r for r in test_rows if r["grid"] == "native"]
-    print(_table(native) if native else "(no test cases in the split)")
-    print(f"wrote {out / 'metrics.parquet'}")
-    return 0
+    rows = evaluate_test(model, mcfg, prep, test_ids, out_dir=pred_dir) if test_ids else []
+    return model_dir, iteration, rows
 
 
 def _read_iteration(model_dir: Path) -> int:

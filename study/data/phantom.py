@@ -77,7 +77,19 @@ def _tube(coords, p0, direction, radius) -> np.ndarray:
 
 
 def make_case(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One case: (image float32 (4, X, Y, Z), label uint8 (X, Y, Z), affine 4x4)."""
+    """One case: (image float32 (4, X, Y, Z), label uint8 (X, Y, Z), affine 4x4). The steps
+    draw from ``rng`` in a fixed order (geometry, anatomy, tumors, intensities)."""
+    shape, spacing, coords = _geometry(rng, shape)
+    tmap, liver = _anatomy(rng, coords, shape, spacing)
+    label, tumors = _tumors(rng, coords, liver)
+    image = _intensities(rng, coords, tmap, tumors)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = [-(n - 1) / 2 * s for n, s in zip(shape, spacing, strict=True)]
+    return image, label, affine
+
+
+def _geometry(rng, shape):
+    """Grid size, voxel spacing (mm) and the physical coordinates of the voxel centres."""
     if shape is None:
         shape = (int(rng.integers(150, 171)), int(rng.integers(120, 137)), int(rng.integers(30, 41)))
         spacing = (float(rng.uniform(2.4, 2.6)), float(rng.uniform(2.4, 2.6)), float(rng.uniform(5.0, 7.0)))
@@ -88,6 +100,11 @@ def make_case(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndar
     spacing = tuple(round(s, 4) for s in spacing)
     coords = [((np.arange(n) - (n - 1) / 2) * s).reshape([-1 if d == i else 1 for d in range(3)])
               for i, (n, s) in enumerate(zip(shape, spacing, strict=True))]
+    return shape, spacing, coords
+
+
+def _anatomy(rng, coords, shape, spacing):
+    """Tissue map (indices into ``["air", *TISSUE]``) and the liver mask."""
     x, y, z = coords
     zhalf = (shape[2] - 1) / 2 * spacing[2]
     # body: ellipse tapering towards the ends, fat rim
@@ -96,8 +113,7 @@ def make_case(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndar
     rbody = np.sqrt((x / (a * taper)) ** 2 + (y / (b * taper)) ** 2) * np.ones(shape)
     body = rbody < 1
     tmap = np.zeros(shape, dtype=np.uint8)
-    names = ["air", *TISSUE]
-    tid = {n: i for i, n in enumerate(names)}
+    tid = {n: i for i, n in enumerate(["air", *TISSUE])}
     tmap[body] = tid["fat"]
     tmap[rbody < 1 - 16 / a] = tid["muscle"]
     spine_c = (rng.normal(0, 4), -b + 45)
@@ -123,8 +139,13 @@ def make_case(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndar
         vessel = _tube(coords, [lc[i] + rng.normal(0, la[i] / 3) for i in range(3)],
                        rng.normal(size=3), rng.uniform(3.0, 6.0)) & liver
         tmap[vessel] = tid["vessel"]
-    # tumors inside the liver, away from its border
-    label = np.zeros(shape, dtype=np.uint8)
+    return tmap, liver
+
+
+def _tumors(rng, coords, liver):
+    """1-3 tumors inside the liver, away from its border: the label map (liver 1, tumor 2)
+    and ``(mask, contrast strength)`` per tumor."""
+    label = np.zeros(liver.shape, dtype=np.uint8)
     label[liver] = 1
     inner = ndimage.binary_erosion(liver, iterations=2)
     candidates = np.argwhere(inner if inner.any() else liver)
@@ -138,7 +159,12 @@ def make_case(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndar
         blob &= liver
         tumors.append((blob, rng.uniform(0.6, 1.2)))
         label[blob] = 2
-    # intensities
+    return label, tumors
+
+
+def _intensities(rng, coords, tmap, tumors) -> np.ndarray:
+    """The four phases: tissue means, textured tumors, blur, bias field, gain, Rician noise."""
+    shape = tmap.shape
     image = np.empty((4, *shape), dtype=np.float32)
     texture = _smooth_field(rng, coords, n=8, wavelength=(8.0, 30.0))
     sigma = rng.uniform(22, 38)
@@ -154,9 +180,7 @@ def make_case(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndar
         n1 = rng.normal(0, sigma, size=shape)
         n2 = rng.normal(0, sigma, size=shape)
         image[p] = np.sqrt((vol + n1) ** 2 + n2**2)  # Rician magnitude noise
-    affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = [-(n - 1) / 2 * s for n, s in zip(shape, spacing, strict=True)]
-    return image, label, affine
+    return image
 
 
 def _write_case(out: Path, case_id: str, image, label, affine) -> None:

@@ -40,10 +40,25 @@ def decode_png(data: bytes) -> np.ndarray:
 
     Enough to check screenshots and the encoder in tests.
     """
+    w, h, ctype, idat, palette = _read_chunks(data)
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype]
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + w * channels)
+    out = np.zeros((h, w * channels), np.int32)
+    for r in range(h):
+        prev = out[r - 1] if r else np.zeros(w * channels, np.int32)
+        out[r] = _unfilter(int(raw[r, 0]), raw[r, 1:].astype(np.int32), prev, channels)
+    img = out.astype(np.uint8).reshape(h, w, channels)
+    if ctype == 3 and palette is not None:
+        img = palette[img[..., 0]]
+    return img
+
+
+def _read_chunks(data: bytes):
+    """(width, height, colour type, joined IDAT bytes, palette or None)."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG")
     pos, idat, palette = 8, [], None
-    w = h = depth = ctype = 0
+    w = h = ctype = 0
     while pos < len(data):
         (n,) = struct.unpack(">I", data[pos:pos + 4])
         kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
@@ -56,36 +71,29 @@ def decode_png(data: bytes) -> np.ndarray:
             palette = np.frombuffer(body, np.uint8).reshape(-1, 3)
         elif kind == b"IDAT":
             idat.append(body)
-    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype]
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, 1 + w * channels)
-    out = np.zeros((h, w * channels), np.int32)
-    bpp = channels
-    for r in range(h):
-        f, line = raw[r, 0], raw[r, 1:].astype(np.int32)
-        prev = out[r - 1] if r else np.zeros(w * channels, np.int32)
-        if f == 0:
-            cur = line
-        elif f == 2:
-            cur = (line + prev) % 256
-        elif f in (1, 3, 4):
-            cur = np.zeros_like(line)
-            for i in range(len(line)):
-                a = cur[i - bpp] if i >= bpp else 0
-                b = prev[i]
-                c = prev[i - bpp] if i >= bpp else 0
-                if f == 1:
-                    pred = a
-                elif f == 3:
-                    pred = (a + b) // 2
-                else:
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                cur[i] = (line[i] + pred) % 256
+    return w, h, ctype, b"".join(idat), palette
+
+
+def _unfilter(f: int, line: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo one scanline's PNG filter (0 none, 1 sub, 2 up, 3 average, 4 Paeth)."""
+    if f == 0:
+        return line
+    if f == 2:
+        return (line + prev) % 256
+    if f not in (1, 3, 4):
+        raise ValueError(f"unknown PNG filter {f}")
+    cur = np.zeros_like(line)
+    for i in range(len(line)):
+        a = cur[i - bpp] if i >= bpp else 0
+        b = prev[i]
+        c = prev[i - bpp] if i >= bpp else 0
+        if f == 1:
+            pred = a
+        elif f == 3:
+            pred = (a + b) // 2
         else:
-            raise ValueError(f"unknown PNG filter {f}")
-        out[r] = cur
-    img = out.astype(np.uint8).reshape(h, w, channels)
-    if ctype == 3 and palette is not None:
-        img = palette[img[..., 0]]
-    return img
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+        cur[i] = (line[i] + pred) % 256
+    return cur

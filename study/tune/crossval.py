@@ -137,14 +137,7 @@ def run_finalists(s, prep, phases: list[str], settings, resources: dict, *, resu
     import polars as pl
 
     from study.data.splits import load_or_write_folds
-    from study.finalists import (
-        FOLDER,
-        add_rows,
-        evaluate_winner,
-        read_finalists,
-        select_finalists,
-        winners,
-    )
+    from study.finalists import FOLDER, select_finalists
     from study.io import write_text_atomic
     from study.results import read_trials
 
@@ -172,21 +165,34 @@ def run_finalists(s, prep, phases: list[str], settings, resources: dict, *, resu
                 f"({plan.run.iterations} iterations each)")
             init_ray()
             checkpoints = run_crossval(plan)
-        table = read_finalists(s.run_dir).filter((pl.col("study") == s.name)
-                                                 & (pl.col("phase") == phase))
-        win = winners(table).get(phase)
-        if win is None:
-            log(f"finalists {phase}: no finalist finished every fold; no winner")
-            continue
-        record["winners"][phase] = {"rank": win["rank"], "trial": win["trial"],
-                                    "arch": win["arch"], "mean_fold_dice": win["mean"]}
-        if table.filter(pl.col("split") == "test").height:
-            continue  # tested by an earlier invocation
-        if s.space.trainable == "fake" or not prep.split["test"]:
-            log(f"finalists {phase}: winner rank {win['rank']}; no test evaluation "
-                f"({'fake trainable' if s.space.trainable == 'fake' else 'no test cases'})")
-            continue
-        ckpts = [checkpoints.get((int(win["rank"]), f)) for f in range(len(folds))]
-        add_rows(s.run_dir, evaluate_winner(s.run_dir, s.name, phase, win, ckpts, folds, prep,
-                                            list(prep.split["test"]), log=log))
+        win = test_winner(s, prep, plan, checkpoints, log)
+        if win is not None:
+            record["winners"][phase] = win
+    return record
+
+
+def test_winner(s, prep, plan: CrossvalPlan, checkpoints: dict, log) -> dict | None:
+    """The phase's winner (None without one), its fold ensemble tested unless it was."""
+    import polars as pl
+
+    from study.finalists import add_rows, evaluate_winner, read_finalists, winners
+
+    phase = plan.phase
+    table = read_finalists(s.run_dir).filter((pl.col("study") == s.name)
+                                             & (pl.col("phase") == phase))
+    win = winners(table).get(phase)
+    if win is None:
+        log(f"finalists {phase}: no finalist finished every fold; no winner")
+        return None
+    record = {"rank": win["rank"], "trial": win["trial"], "arch": win["arch"],
+              "mean_fold_dice": win["mean"]}
+    if table.filter(pl.col("split") == "test").height:
+        return record  # tested by an earlier invocation
+    if s.space.trainable == "fake" or not prep.split["test"]:
+        log(f"finalists {phase}: winner rank {win['rank']}; no test evaluation "
+            f"({'fake trainable' if s.space.trainable == 'fake' else 'no test cases'})")
+        return record
+    ckpts = [checkpoints.get((int(win["rank"]), f)) for f in range(len(plan.folds))]
+    add_rows(s.run_dir, evaluate_winner(s.run_dir, s.name, phase, win, ckpts, plan.folds, prep,
+                                        list(prep.split["test"]), log=log))
     return record

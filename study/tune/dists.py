@@ -83,13 +83,7 @@ def parse_dist(raw: Any, where: str) -> Dist:
         raise ConfigError(f"{where}: {why}; accepted forms: {FORMS}")
 
     if not isinstance(raw, dict):
-        if isinstance(raw, list):
-            if not all(_is_scalar(v) for v in raw):
-                bad(f"a constant list may hold only scalars, got {raw!r}")
-            return Dist("fixed", (list(raw),))
-        if not _is_scalar(raw):
-            bad(f"unsupported value {raw!r}")
-        return Dist("fixed", (raw,))
+        return _fixed(raw, bad)
     if len(raw) != 1:
         bad(f"a distribution is a mapping with exactly one key, got {sorted(raw)!r}")
     (kind, args), = raw.items()
@@ -97,21 +91,40 @@ def parse_dist(raw: Any, where: str) -> Dist:
         bad(f"unknown distribution {kind!r}")
     if not isinstance(args, list):
         bad(f"{kind} takes a list, got {args!r}")
-    if kind == "choice":
-        if not args:
-            bad("choice needs at least one value")
-        if not all(_is_scalar(v) for v in args):
-            bad(f"choice values must be scalars, got {args!r}")
-        if len({repr(v) for v in args}) != len(args):
-            bad(f"choice values repeat: {args!r}")
-        return Dist(kind, tuple(args))
-    if kind == "int":
-        if len(args) not in (2, 3) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                              for v in args):
-            bad(f"int takes [low, high] or [low, high, step] integers, got {args!r}")
-        if args[0] > args[1] or (len(args) == 3 and args[2] < 1):
-            bad(f"int needs low <= high and step >= 1, got {args!r}")
-        return Dist(kind, tuple(args))
+    check = {"choice": _choice, "int": _int_range}.get(kind, _float_range)
+    return Dist(kind, check(kind, args, bad))
+
+
+def _fixed(raw, bad) -> Dist:
+    if isinstance(raw, list):
+        if not all(_is_scalar(v) for v in raw):
+            bad(f"a constant list may hold only scalars, got {raw!r}")
+        return Dist("fixed", (list(raw),))
+    if not _is_scalar(raw):
+        bad(f"unsupported value {raw!r}")
+    return Dist("fixed", (raw,))
+
+
+def _choice(kind: str, args: list, bad) -> tuple:
+    if not args:
+        bad("choice needs at least one value")
+    if not all(_is_scalar(v) for v in args):
+        bad(f"choice values must be scalars, got {args!r}")
+    if len({repr(v) for v in args}) != len(args):
+        bad(f"choice values repeat: {args!r}")
+    return tuple(args)
+
+
+def _int_range(kind: str, args: list, bad) -> tuple:
+    if len(args) not in (2, 3) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                          for v in args):
+        bad(f"int takes [low, high] or [low, high, step] integers, got {args!r}")
+    if args[0] > args[1] or (len(args) == 3 and args[2] < 1):
+        bad(f"int needs low <= high and step >= 1, got {args!r}")
+    return tuple(args)
+
+
+def _float_range(kind: str, args: list, bad) -> tuple:
     if len(args) != 2 or not all(_num(v) for v in args):
         bad(f"{kind} takes [low, high] numbers, got {args!r}")
     lo, hi = float(args[0]), float(args[1])
@@ -119,4 +132,4 @@ def parse_dist(raw: Any, where: str) -> Dist:
         bad(f"{kind} needs low < high, got {args!r}")
     if kind == "loguniform" and lo <= 0:
         bad(f"loguniform needs 0 < low, got {args!r}")
-    return Dist(kind, (lo, hi))
+    return (lo, hi)

@@ -289,6 +289,39 @@ def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
         raw.get("per_arch"), path, f"{pre}.per_arch")
 
 
+def _resources(raw, path: Path) -> dict[str, dict[str, float]]:
+    """``resources:``: per architecture (or ``default``) CPUs and GPU fraction."""
+    resources = {}
+    for arch, res in _mapping(raw or {}, _k(path, "resources")).items():
+        w = _k(path, f"resources.{arch}")
+        if arch != "default" and arch not in ARCHS:
+            raise ConfigError(f"{w}: unknown architecture; use default or {', '.join(ARCHS)}")
+        _unknown(_mapping(res, w), RESOURCE_KEYS, w)
+        for k, v in res.items():
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
+                raise ConfigError(f"{_k(path, f'resources.{arch}.{k}')}: expected a number "
+                                  f">= 0, got {v!r}")
+        resources[arch] = {k: float(v) for k, v in res.items()}
+    return resources
+
+
+def _budgets(raw, path: Path) -> tuple[dict, dict, dict]:
+    """``budgets:`` -> (name -> Budget, name -> (params, per_arch), name -> start_with)."""
+    budgets_raw = _mapping(raw, _k(path, "budgets"),
+                           "a mapping of budget presets (smoke, demo, full, ...)")
+    if not budgets_raw:
+        raise ConfigError(f"{_k(path, 'budgets')}: define at least one budget preset")
+    budgets, budget_params, budget_start = {}, {}, {}
+    for name, b in budgets_raw.items():
+        budget, bp, ba = _budget(str(name), b, path)
+        budgets[str(name)] = budget
+        budget_params[str(name)] = (bp, ba)
+        if isinstance(b, dict) and "start_with" in b:
+            budget_start[str(name)] = _start_with(b["start_with"],
+                                                  _k(path, f"budgets.{name}.start_with"))
+    return budgets, budget_params, budget_start
+
+
 def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys ({', '.join(TOP_KEYS)})")
@@ -301,33 +334,12 @@ def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
         raise ConfigError(f"{_k(path, 'params')}: 'arch' is required (e.g. arch: hybrid, or "
                           f"arch: {{choice: [hybrid, unet2d]}} to search it)")
     per_arch = _per_arch(raw.get("per_arch"), path, "per_arch")
-    resources = {}
-    for arch, res in _mapping(raw.get("resources") or {}, _k(path, "resources")).items():
-        w = _k(path, f"resources.{arch}")
-        if arch != "default" and arch not in ARCHS:
-            raise ConfigError(f"{w}: unknown architecture; use default or {', '.join(ARCHS)}")
-        _unknown(_mapping(res, w), RESOURCE_KEYS, w)
-        for k, v in res.items():
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
-                raise ConfigError(f"{_k(path, f'resources.{arch}.{k}')}: expected a number "
-                                  f">= 0, got {v!r}")
-        resources[arch] = {k: float(v) for k, v in res.items()}
+    resources = _resources(raw.get("resources"), path)
     fake = _mapping(raw.get("fake") or {}, _k(path, "fake"))
     _unknown(fake, FAKE_KEYS, _k(path, "fake"))
     if fake and trainable != "fake":
         raise ConfigError(f"{_k(path, 'fake')}: only allowed with trainable: fake")
-    budgets_raw = _mapping(raw.get("budgets"), _k(path, "budgets"),
-                           "a mapping of budget presets (smoke, demo, full, ...)")
-    if not budgets_raw:
-        raise ConfigError(f"{_k(path, 'budgets')}: define at least one budget preset")
-    budgets, budget_params, budget_start = {}, {}, {}
-    for name, b in budgets_raw.items():
-        budget, bp, ba = _budget(str(name), b, path)
-        budgets[str(name)] = budget
-        budget_params[str(name)] = (bp, ba)
-        if isinstance(b, dict) and "start_with" in b:
-            budget_start[str(name)] = _start_with(b["start_with"],
-                                                  _k(path, f"budgets.{name}.start_with"))
+    budgets, budget_params, budget_start = _budgets(raw.get("budgets"), path)
     seed = raw.get("seed", 0)
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise ConfigError(f"{_k(path, 'seed')}: expected an integer, got {seed!r}")

@@ -1,16 +1,15 @@
-"""A whole study: data, one Ray Tune experiment per phase, test evaluation, provenance.
+"""A whole study: data, one Ray Tune experiment per phase, test evaluation.
 
 ``StudySettings.from_args`` validates everything that can be checked before training
 (search space, budget, counts); ``run_study`` prepares the data (checking phases and
-sizes against it), writes ``study.json``, runs the phases, evaluates the best trials on
-the test cases, prints the closing note and builds the report.
+sizes against it), writes ``study.json`` (`study.tune.provenance`), runs the phases,
+evaluates the best trials on the test cases (and the cross-validated finalists when asked)
+and prints the closing note. ``study.launch`` then builds the report.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from study.errors import ConfigError
 from study.io import write_text_atomic
 from study.results import format_test_table, read_metrics, read_trials
 from study.tune.params import resolve_inputs
+from study.tune.provenance import now_utc, study_meta
 from study.tune.space import Budget, SearchSpace, load_space, parse_space
 
 
@@ -163,53 +163,6 @@ def _check_inputs(params: dict, per_arch: dict, all_phases: list[str], where: st
                 raise ConfigError(f"{where}: key 'params.inputs': {exc}") from None
 
 
-def versions() -> dict:
-    import platform
-
-    import optuna
-    import ray
-    import torch
-
-    import study
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "ray": ray.__version__, "optuna": optuna.__version__,
-            "study": getattr(study, "__version__", "0.1.0")}
-
-
-def hardware() -> dict:
-    import platform
-
-    import torch
-
-    hw = {"machine": platform.machine(), "system": platform.system(),
-          "cpus": os.cpu_count(), "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return hw
-
-
-def _meta(s: StudySettings, prep, data: Path, phases: list[str], archs: list[str],
-          saved: dict | None) -> dict:
-    b = s.budget
-    return {
-        "name": s.name, "data": str(data), "label": s.label or prep.label_name,
-        "phases": phases, "archs": archs,
-        "space": {"name": s.space.name, "path": str(s.space.path), "yaml": s.space.text},
-        "budget": {"name": b.name, "iterations": b.iterations, "eval_every": b.eval_every,
-                   "grid": list(b.grid), "trials": s.trials, "max_concurrent": s.max_concurrent,
-                   "grace_period": b.grace_period, "reduction_factor": b.reduction_factor},
-        "seed": s.seed, "split_seed": s.split_seed, "fingerprint": prep.fingerprint,
-        "preprocessing": prep.settings,
-        "split": {k: list(v) for k, v in prep.split.items()}, "trainable": s.space.trainable,
-        "args": s.args, "versions": versions(), "hardware": hardware(),
-        "started": (saved or {}).get("started")
-        or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished": None, "resumes": int((saved or {}).get("resumes", -1)) + 1,
-        "wall_s": (saved or {}).get("wall_s"), "tune_s": dict((saved or {}).get("tune_s") or {}),
-    }
-
-
 def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> int:
     from study.data import prepare
     from study.data.phantom import default_phantom
@@ -224,7 +177,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     archs = [params["arch"].value] if params["arch"].fixed else list(params["arch"].args)
     _check_inputs(params, per_arch, prep.phases, where)
     _check_sizes(archs, params, per_arch, b, where)
-    meta = _meta(s, prep, data, phases, archs, saved)
+    meta = study_meta(s, prep, data, phases, archs, saved)
     s.run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
     # the run carries its data set's channel -> phase map and labels, for study.predict
@@ -250,12 +203,11 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
                                           resume=saved is not None, init_ray=init_ray, log=log)
     wall = time.time() - t0
     meta["postprocessing"] = _postprocessing(s.run_dir)
-    meta.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    meta.update(finished=now_utc(),
                 wall_s=round(wall + float((saved or {}).get("wall_s") or 0.0), 1),
                 tune_s=tune_s)
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
     log(closing_note(s, wall, tune_s))
-    log(_report(s) if s.report else "report: skipped (--no-report)")
     return 0
 
 
@@ -377,18 +329,3 @@ def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str
         table = read_finalists(s.run_dir).filter(pl.col("study") == s.name)
         lines += ["", format_summary(table)]
     return "\n".join(lines)
-
-
-def _report(s: StudySettings) -> str:
-    out = s.run_dir / "report.html"
-    try:
-        from study.report import build_report
-    except ImportError:
-        text = s.run_dir / "results.txt"
-        write_text_atomic(text, format_test_table(read_metrics(s.run_dir)) + "\n")
-        return f"report: study.report not available; wrote a plain-text table to {text}"
-    try:
-        path = build_report([s.run_dir], out)
-    except Exception as exc:  # the study's results are on disk either way
-        return f"report: could not be built ({exc}); results are in {s.run_dir}"
-    return f"report: {path}"

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from study.errors import run_cli
+from study.results import METRIC_SCHEMA
 from study.train import default_patch, main
 
 GRID = ["--grid", "64", "48", "16"]
@@ -25,8 +26,7 @@ def test_cli_writes_metrics_predictions_and_model(small_phantom, tmp_path, arch,
                "--batch-size", "2", "--out", str(out)])
     assert rc == 0
     df = pl.read_parquet(out / "metrics.parquet")
-    assert df.columns == ["arch", "phase", "iteration", "split", "case", "metric", "value",
-                          "grid"]
+    assert df.columns == list(METRIC_SCHEMA)  # the results layer's one schema
     assert set(df.filter(pl.col("split") == "val")["grid"]) == {"study"}
     assert set(df.filter(pl.col("split") == "test")["grid"]) == {"study", "native"}
     df = df.filter((pl.col("split") != "test") | (pl.col("grid") == "native"))

@@ -97,7 +97,7 @@ def test_train_config_kwargs_resolves_switch_inputs_and_seed():
     (lambda d: d["params"].update(base_channels={"uniform": [4, 8]}), "base_channels",
      "int: \\[low, high\\]"),
     (lambda d: d["params"].update(switch_step=2.0), "switch_step", "fraction"),
-    (lambda d: d["params"].update(arch="resnet"), "'resnet'", "hybrid, unet2d"),
+    (lambda d: d["params"].update(arch="resnet"), "'resnet'", "unet3d, simplified3d, unet2d, hybrid"),
     (lambda d: d["params"].pop("arch"), "'arch' is required", "choice"),
     (lambda d: d["budgets"]["smoke"].pop("grid"), "budgets.smoke", "missing key 'grid'"),
     (lambda d: d["budgets"]["smoke"].update(grid=[32, 32]), "budgets.smoke.grid'", "\\[X, Y, Z\\]"),

@@ -9,10 +9,12 @@ TORCH ?= torch==2.13.0
 
 .PHONY: install demo test lint clean
 
-$(BIN)/.installed: pyproject.toml
+# constraints.txt pins every package (the versions the suite passed with; the cluster nodes
+# install from the same file).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,cluster]"
+	$(BIN)/pip install -q -c constraints.txt "$(TORCH)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,cluster]"
 	touch $@
 
 install: $(BIN)/.installed

@@ -131,3 +131,28 @@ def test_split_seed_is_recorded_and_old_runs_keep_their_split(monkeypatch, tmp_p
     old = build_parser().parse_args(["--space", "smoke"])
     old.seed = 3
     assert st.StudySettings.from_args(old, tmp_path / "r", {"seed": 3}).split_seed == 3
+
+
+def test_constraints_pin_what_pyproject_allows():
+    """constraints.txt (make install, the cluster nodes) pins every direct dependency, within
+    pyproject's bounds (Ray below the first version not checked against the searcher)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[1]
+    pins = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)$", line.strip())
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]
+            + [r for extra in project["optional-dependencies"].values() for r in extra]]
+    for req in reqs:
+        name = req.name.lower().replace("_", "-")
+        assert name in pins, f"constraints.txt does not pin {name}"
+        assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+    assert pins["torch"] == "2.13.0"

@@ -15,6 +15,9 @@ exist only for that architecture, named ``ARCH.NAME`` in Optuna so each keeps on
 distribution). ``lr_after_switch`` and ``lrdehl`` act only after the loss switches to LRDEHL:
 they are drawn last, and only when ``switch_step`` is not ``never`` (so TPE and the
 importances never see values that changed nothing).
+
+The subclass relies on ``OptunaSearch`` internals (`INTERNALS`): ``pyproject.toml`` bounds
+Ray and ``constraints.txt`` pins it; a Ray without them fails at once, saying so.
 """
 
 from __future__ import annotations
@@ -72,6 +75,15 @@ def searched_params(config: dict) -> dict:
     return {k: v for k, v in config.items() if not k.startswith("_") and "." not in k}
 
 
+#: what BudgetAwareOptunaSearch uses of Ray's OptunaSearch beyond its public API
+INTERNALS = ("_setup_study", "_ot_study", "_ot_trials", "_completed_trials")
+
+
+def missing_internals(searcher) -> list[str]:
+    """The `INTERNALS` a set-up searcher lacks (empty with a compatible Ray)."""
+    return [name for name in INTERNALS if not hasattr(searcher, name)]
+
+
 class BudgetAwareOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that records budget: steps are iterations; early-stopped -> PRUNED."""
 
@@ -84,6 +96,14 @@ class BudgetAwareOptunaSearch(OptunaSearch):
 
     def _setup_study(self, mode):
         super()._setup_study(mode)
+        missing = missing_internals(self)
+        if missing:
+            import ray
+
+            raise RuntimeError(
+                f"Ray {ray.__version__}: OptunaSearch no longer has {', '.join(missing)}, "
+                f"which study.tune.searcher relies on; install the pinned versions "
+                f"(pip install -c constraints.txt -e .) or adapt BudgetAwareOptunaSearch")
         # configurations to evaluate first (the space's start_with:), asked before TPE's;
         # skip_if_exists: a new Tuner on the same Optuna study (resume fallback) adds none twice
         for point in getattr(self, "_start_with", []):

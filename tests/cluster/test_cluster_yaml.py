@@ -73,7 +73,11 @@ def test_installs_project_with_pinned_torch(name):
     text = "\n".join(cmds)
     assert "torch==2.13.0" in text
     assert "ray[default,tune]==2.60.0" in text
-    assert "pip install -q -e ~/study" in text
+    assert "pip install -q -c ~/study/constraints.txt -e ~/study" in text
+    # every pip install of a Python package but torch goes through the one constraints file
+    for cmd in cmds:
+        if "pip install" in cmd and "torch" not in cmd and "--upgrade pip" not in cmd:
+            assert "-c ~/study/constraints.txt" in cmd, cmd
     assert cfg["file_mounts"]["~/study"] == "."
 
 

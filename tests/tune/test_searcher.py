@@ -93,3 +93,26 @@ def test_switch_parameters_are_drawn_only_when_the_loss_switches():
         assert "lr" in out and "lr" in trial.params
         study.tell(trial, 0.5)
     assert seen == {True, False}
+
+
+def test_the_ray_internals_the_subclass_needs_are_there(searcher, monkeypatch):
+    """Fails, naming what is gone, when a Ray upgrade drops what BudgetAwareOptunaSearch
+    uses of OptunaSearch (pyproject bounds Ray; constraints.txt pins it)."""
+    from study.tune.searcher import INTERNALS, missing_internals
+
+    s, _ = searcher
+    assert missing_internals(s) == [], f"Ray's OptunaSearch lacks {missing_internals(s)}"
+    assert set(INTERNALS) >= {"_ot_study", "_ot_trials", "_completed_trials"}
+    # a Ray without one of them fails at set-up with a message saying what and how to fix
+    from ray.tune.search.optuna import OptunaSearch
+
+    real = OptunaSearch._setup_study
+
+    def without(self, mode):
+        real(self, mode)
+        del self._ot_trials
+
+    monkeypatch.setattr(OptunaSearch, "_setup_study", without)
+    with pytest.raises(RuntimeError, match="no longer has _ot_trials.*constraints.txt"):
+        BudgetAwareOptunaSearch(space=DefineByRun({"arch": Dist("fixed", ("hybrid",))}, {}),
+                                metric="val_dice", mode="max", max_iterations=40)

@@ -301,6 +301,15 @@ class Case:
     label_path: Path
 
 
+def _same_grid(path, shape, affine, ref_path, ref_shape, ref_affine, rule: str) -> None:
+    """DataError naming ``path`` when its shape or affine differs from ``ref_path``'s."""
+    if tuple(shape) != tuple(ref_shape):
+        raise DataError(f"{path}: shape {tuple(shape)} differs from {ref_path} "
+                        f"{tuple(ref_shape)}; {rule}")
+    if not np.allclose(affine, ref_affine, atol=AFFINE_ATOL, rtol=0):
+        raise DataError(f"{path}: affine differs from {ref_path}; {rule}")
+
+
 def load_case(spec: DatasetSpec, case_id: str) -> Case:
     """Read one case and check it: 3D, finite, same shape/affine everywhere, valid labels."""
     paths = spec.image_paths(case_id)
@@ -311,23 +320,16 @@ def load_case(spec: DatasetSpec, case_id: str) -> Case:
             bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
             raise DataError(f"{p}: {bad} NaN/Inf voxel(s); replace them (e.g. with 0) and re-export")
         if chans:
-            if data.shape != chans[0].shape:
-                raise DataError(f"{p}: shape {data.shape} differs from {paths[0]} {chans[0].shape}; "
-                                f"all phases of a case must be co-registered on one grid")
-            if not np.allclose(affine, affine0, atol=AFFINE_ATOL, rtol=0):
-                raise DataError(f"{p}: affine differs from {paths[0]}; all phases of a case must "
-                                f"share one geometry (resample them onto one grid first)")
+            _same_grid(p, data.shape, affine, paths[0], chans[0].shape, affine0,
+                       "all phases of a case must be co-registered on one grid (resample them "
+                       "onto one grid first)")
         else:
             affine0 = affine
         chans.append(data)
     label_path = spec.label_path(case_id)
     raw, laffine = _load_nifti(label_path, dtype=np.float64)
-    if raw.shape != chans[0].shape:
-        raise DataError(f"{label_path}: label shape {raw.shape} differs from image {paths[0]} "
-                        f"{chans[0].shape}; the mask must be on the image grid")
-    if not np.allclose(laffine, affine0, atol=AFFINE_ATOL, rtol=0):
-        raise DataError(f"{label_path}: label affine differs from image {paths[0]}; the mask "
-                        f"must share the image geometry")
+    _same_grid(label_path, raw.shape, laffine, paths[0], chans[0].shape, affine0,
+               "the label must be on the image grid (same shape and affine)")
     if not np.all(np.isfinite(raw)):
         raise DataError(f"{label_path}: NaN/Inf values in the label; labels must be integers")
     values = np.unique(raw)

@@ -7,23 +7,9 @@ the report's ~2 M figure rules out a fifth level (which would give ~11.7 M).
 
 from __future__ import annotations
 
-from study.models.blocks import InterpUp, SingleConv
-from study.models.skeleton import UNet
+from study.models.skeleton import SingleConvUNet
 
 
-def _nearest(dims: int, cin: int, cout: int) -> InterpUp:
-    return InterpUp("nearest", cin)
-
-
-class SimplifiedUNet3D(UNet):
+class SimplifiedUNet3D(SingleConvUNet):
     dims = 3
-
-    def __init__(self, in_channels: int, base_channels: int = 32, depth: int = 3):
-        super().__init__(
-            in_channels,
-            base_channels,
-            depth,
-            block=SingleConv,
-            up=_nearest,
-            stem=SingleConv(3, in_channels, base_channels),
-        )
+    up_mode = "nearest"

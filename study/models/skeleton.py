@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from study.models.blocks import conv
+from study.models.blocks import InterpUp, SingleConv, conv
 
 BlockFactory = Callable[[int, int, int], nn.Module]  # (dims, cin, cout) -> module
 UpFactory = Callable[[int, int, int], nn.Module]  # (dims, cin, cout) -> module with out_channels
@@ -103,3 +103,16 @@ class UNet(nn.Module):
         for upsample, dec in zip(self.ups, self.decoders, strict=True):
             x = dec(torch.cat([upsample(x), skips.pop()], dim=1))
         return self.head(self.pre_head(x))
+
+
+class SingleConvUNet(UNet):
+    """The report's simplified U-Nets: one conv-BN-LeakyReLU block per level and
+    interpolation up-sampling (``up_mode``) instead of transposed convolutions."""
+
+    up_mode = "nearest"
+
+    def __init__(self, in_channels: int, base_channels: int = 32, depth: int = 3):
+        mode = self.up_mode
+        super().__init__(in_channels, base_channels, depth, block=SingleConv,
+                         up=lambda dims, cin, cout: InterpUp(mode, cin),
+                         stem=SingleConv(self.dims, in_channels, base_channels))

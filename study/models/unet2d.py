@@ -7,23 +7,9 @@ matches the report's ~1 M parameters.
 
 from __future__ import annotations
 
-from study.models.blocks import InterpUp, SingleConv
-from study.models.skeleton import UNet
+from study.models.skeleton import SingleConvUNet
 
 
-def _bilinear(dims: int, cin: int, cout: int) -> InterpUp:
-    return InterpUp("bilinear", cin)
-
-
-class UNet2D(UNet):
+class UNet2D(SingleConvUNet):
     dims = 2
-
-    def __init__(self, in_channels: int, base_channels: int = 32, depth: int = 3):
-        super().__init__(
-            in_channels,
-            base_channels,
-            depth,
-            block=SingleConv,
-            up=_bilinear,
-            stem=SingleConv(2, in_channels, base_channels),
-        )
+    up_mode = "bilinear"

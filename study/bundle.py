@@ -39,10 +39,11 @@ class ModelRef:
     val_dice: float | None = None
     budget: int | None = None
     postprocessing: str = "none"  # chosen on validation by the study (rank 1 only)
+    kind: str = "trial"  # or "fold": a fold model of a cross-validated finalist (rank = fold+1)
 
     @property
     def key(self) -> str:
-        return f"{self.phase}/{self.arch}/{self.rank}"
+        return f"{self.phase}/{self.arch}/{'fold' if self.kind == 'fold' else ''}{self.rank}"
 
     def describe(self) -> dict:
         return {"phase": self.phase, "arch": self.arch, "trial": self.trial, "rank": self.rank,
@@ -61,6 +62,7 @@ class Bundle:
     models: list[ModelRef]  # every (phase, arch, rank) known, rank 1 first per group
     preprocessing: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    finalists: list[ModelRef] = field(default_factory=list)  # winners' fold models (--finalists)
     _tmp: Path | None = None  # where an archive was unpacked (removed by close())
 
     # --- the data set's naming -------------------------------------------------------------
@@ -77,12 +79,16 @@ class Bundle:
     def archs(self) -> list[str]:
         return sorted({m.arch for m in self.models})
 
-    def select(self, *, phases=None, archs=None, top: int = 1) -> list[ModelRef]:
+    def select(self, *, phases=None, archs=None, top: int = 1,
+               model: str = "best") -> list[ModelRef]:
         """Models of the given phases / architectures (default: all), the ``top`` best of each
-        (phase, arch) that have a checkpoint (a group with fewer gets a note on stderr).
+        (phase, arch) that have a checkpoint (a group with fewer gets a note on stderr); with
+        ``model="cv"`` the fold models of each phase's cross-validated winner instead.
         Unknown names, or nothing to apply -> ConfigError saying what exists."""
         if top < 1:
             raise ConfigError(f"--top {top}: must be >= 1")
+        if model == "cv":
+            return self._select_folds(phases, archs, top)
         for given, known, what in ((phases, self.phases, "--phase"),
                                    (archs, self.archs, "--arch")):
             bad = sorted(set(given or []) - set(known))
@@ -103,6 +109,21 @@ class Bundle:
                 print(f"note: {phase}/{arch}: {n} of its {top} best trials have a checkpoint "
                       f"(fewer trials ran, or some failed or lost theirs); using {n}",
                       file=sys.stderr)
+        return chosen
+
+    def _select_folds(self, phases, archs, top: int) -> list[ModelRef]:
+        if not self.finalists:
+            raise ConfigError(f"{self.source}: no cross-validated finalists; run the study with "
+                              f"--finalists K --folds F, or use --model best")
+        if top != 1:
+            raise ConfigError("--top applies to --model best; --model cv averages the "
+                              "winner's fold models")
+        chosen = [m for m in self.finalists if (not phases or m.phase in phases)
+                  and (not archs or m.arch in archs)]
+        if not chosen:
+            have = ", ".join(sorted({f"{m.phase}/{m.arch}" for m in self.finalists}))
+            raise ConfigError(f"{self.source}: no cross-validated winner for that --phase / "
+                              f"--arch (it has {have})")
         return chosen
 
     def where(self, m: ModelRef) -> str:
@@ -176,7 +197,24 @@ def _from_run(run: Path) -> Bundle:
         value = (dataset.get("labels") or {}).get(label)
     return Bundle(source=run, name=str(meta.get("name") or run.name), dataset=dataset,
                   label=str(label), label_value=int(value), grid=tuple(int(g) for g in grid),
-                  models=models, preprocessing=prep, versions=meta.get("versions") or {})
+                  models=models, preprocessing=prep, versions=meta.get("versions") or {},
+                  finalists=_fold_models(run, meta))
+
+
+def _fold_models(run: Path, meta: dict) -> list[ModelRef]:
+    """The fold models of each phase's cross-validated winner (``finalists/PHASE/foldF``,
+    recorded in study.json under ``finalists.winners``)."""
+    out = []
+    for phase, w in ((meta.get("finalists") or {}).get("winners") or {}).items():
+        home = run / "finalists" / phase
+        pp = _chosen(home)
+        folds = [p for p in home.glob("fold*") if p.name[4:].isdigit()]
+        for fold in sorted(folds, key=lambda p: int(p.name[4:])):
+            if (fold / "model.pt").is_file():
+                out.append(ModelRef(phase, str(w["arch"]), str(w["trial"]),
+                                    int(fold.name[4:]) + 1, fold, w.get("mean_fold_dice"),
+                                    None, pp, kind="fold"))
+    return out
 
 
 def _chosen(ckpt: Path | None) -> str:

@@ -273,8 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", nargs="+", required=True, type=Path,
                    help="folder of cases (CASE_0000.nii.gz ...) or the files of cases")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    p.add_argument("--model", default="best", choices=["best"],
-                   help="which trials: the budget-aware best per (phase, arch) (default)")
+    p.add_argument("--model", default="best", choices=["best", "cv"],
+                   help="best: the budget-aware best trial per (phase, arch) (default); cv: "
+                        "the fold ensemble of each phase's cross-validated winner "
+                        "(a study run with --finalists)")
     p.add_argument("--phase", nargs="+", help="only models of these phases")
     p.add_argument("--arch", nargs="+", help="only models of these architectures")
     p.add_argument("--top", type=int, default=1,
@@ -313,7 +315,8 @@ def _main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     with open_bundle(args.run) as bundle:
-        models = bundle.select(phases=args.phase, archs=args.arch, top=args.top)
+        models = bundle.select(phases=args.phase, archs=args.arch, top=args.top,
+                               model=args.model)
         outputs = plan_outputs(models, args.ensemble)
         for note in set_postprocessing(outputs, args.postprocessing):
             print(f"note: {note}", file=sys.stderr)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import polars as pl
 import pytest
 
+from study.evaluate import main as evaluate
 from study.finalists import read_finalists, summary
 from study.launch import main as launch
+from study.predict import main as predict
 from study.report.build import build_report
 
 pytestmark = pytest.mark.ray
@@ -55,6 +58,23 @@ def test_finalists_cross_validated_on_folds_winner_tested_once(ray_session, smal
     out = capsys.readouterr().out
     assert "finalists arterial: 2 configuration(s) x 3 folds" in out
     assert "finalists by cross-validation" in out and "<- winner" in out
+    # study.predict --model cv applies the same fold ensemble (and postprocessing) to the raw
+    # test images: study.evaluate reproduces the winner's native test Dice, case by case
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for case in meta["split"]["test"]:
+        for f in (small_phantom / "imagesTr").glob(f"{case}_*.nii.gz"):
+            shutil.copy(f, inputs / f.name)
+    assert predict([str(run), "-i", str(inputs), "-o", str(tmp_path / "p"), "--model", "cv"]) == 0
+    info = json.loads((tmp_path / "p" / "predictions.json").read_text())
+    assert sorted(info["models"]) == [f"arterial/{win['arch'][0]}/fold{f}" for f in (1, 2, 3)]
+    assert evaluate([str(small_phantom / "labelsTr"), str(tmp_path / "p")]) == 0
+    got = {c["case"]: c["metrics"]["dice"] for c in
+           json.loads((tmp_path / "p" / "summary.json").read_text())["metric_per_case"]}
+    from study.finalists import test_cases_table
+
+    shown = test_cases_table(table).filter(pl.col("metric") == "dice")
+    assert got == dict(shown.select("case", "value").rows())
     page = build_report([run], tmp_path / "r.html").read_text(encoding="utf-8")
     assert "Finalists by cross-validation" in page and "3-fold ensemble" in page
     # --resume after the end re-runs nothing and keeps the table

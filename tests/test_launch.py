@@ -116,16 +116,17 @@ def test_split_seed_is_recorded_and_old_runs_keep_their_split(monkeypatch, tmp_p
     from types import SimpleNamespace
 
     from study.launch import build_parser
+    from study.tune import provenance
     from study.tune import study as st
 
     args = build_parser().parse_args(["--space", "smoke", "--seed", "3"])
     s = st.StudySettings.from_args(args, tmp_path / "r")
     assert (s.seed, s.split_seed, s.args["split_seed"]) == (3, 0, 0)
-    monkeypatch.setattr(st, "versions", dict)
-    monkeypatch.setattr(st, "hardware", dict)
+    monkeypatch.setattr(provenance, "versions", dict)
+    monkeypatch.setattr(provenance, "hardware", dict)
     prep = SimpleNamespace(label_name="tumor", fingerprint="f", settings={},
                            split={"train": ["a"], "val": ["b"], "test": ["c"]})
-    meta = st._meta(s, prep, tmp_path, ["arterial"], ["hybrid"], None)
+    meta = provenance.study_meta(s, prep, tmp_path, ["arterial"], ["hybrid"], None)
     assert (meta["seed"], meta["split_seed"], meta["args"]["split_seed"]) == (3, 0, 0)
     # a run started before split_seed existed was split with its study seed: resume keeps it
     old = build_parser().parse_args(["--space", "smoke"])

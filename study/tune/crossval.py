@@ -23,7 +23,7 @@ from study.tune.cluster import gpu_requested
 from study.tune.console import console_callbacks
 from study.tune.settings import TrialSettings
 from study.tune.trainable import POINT, ROWS_FILE, study_trainable, trial_dirname
-from study.tune.tuner import DONE_MARKER, METRIC, MODE, Resources
+from study.tune.tuner import DONE_MARKER, METRIC, MODE, Resources, StudyInterrupted
 
 #: added to the trial seed of fold models, so they never share a seed with a search trial
 SEED_OFFSET = 500
@@ -87,6 +87,11 @@ def run_crossval(plan: CrossvalPlan) -> dict[tuple[int, int], str | None]:
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=plan.verbose),
     )
     grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < len(points):  # Ctrl-C: Tune stopped early
+        raise StudyInterrupted(
+            f"finalists {plan.phase}: {grid.num_terminated + grid.num_errors} of "
+            f"{len(points)} fold trainings finished; continue with --resume --name "
+            f"{plan.study} (the cross-validation of this phase starts over)")
     by_rank = {int(f["rank"]): f for f in plan.finalists}
     rows, checkpoints = [], {}
     for result in grid:

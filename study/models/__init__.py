@@ -20,10 +20,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from study.errors import ConfigError
-from study.models.hybrid import SLICES, HybridUNetX
-from study.models.simplified3d import SimplifiedUNet3D
-from study.models.unet2d import UNet2D
-from study.models.unet3d import UNet3D
+from study.models.hybrid import SLICES
 from study.names import ARCHS
 
 
@@ -40,19 +37,18 @@ class ModelInfo:
         return in_phases * SLICES if self.kind == "2.5d" else in_phases
 
 
-def _info(name: str, cls: type[nn.Module], default_base: int, default_depth: int) -> ModelInfo:
-    return ModelInfo(name, ARCHS[name].kind, cls, default_base, default_depth)
+def _model_class(path: str) -> type[nn.Module]:
+    import importlib
+
+    module, cls = path.split(":")
+    return getattr(importlib.import_module(f"study.models.{module}"), cls)
 
 
-#: one line per architecture of `study.names.ARCHS` (name and kind come from there)
+#: every architecture of the registry `study.names.ARCHS`, with its class
 MODELS: dict[str, ModelInfo] = {
-    "unet3d": _info("unet3d", UNet3D, 32, 4),
-    "simplified3d": _info("simplified3d", SimplifiedUNet3D, 32, 3),
-    "unet2d": _info("unet2d", UNet2D, 32, 3),
-    "hybrid": _info("hybrid", HybridUNetX, 16, 3),
+    a.name: ModelInfo(a.name, a.kind, _model_class(a.model), a.default_base, a.default_depth)
+    for a in ARCHS.values()
 }
-if set(MODELS) != set(ARCHS):  # pragma: no cover - a registry line is missing
-    raise ImportError(f"study.models.MODELS {sorted(MODELS)} != study.names.ARCHS {sorted(ARCHS)}")
 
 
 class UnknownArchError(ConfigError, KeyError):

@@ -7,12 +7,8 @@ import zlib
 
 import plotly.graph_objects as go
 
-from study.names import ARCH_NAMES
-
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-KNOWN = {"unet3d": 0, "simplified3d": 4, "unet2d": 1, "hybrid": 2}  # study.names.ARCHS
-if set(KNOWN) != set(ARCH_NAMES):  # pragma: no cover - give a new architecture its colour
-    raise ImportError(f"report colours {sorted(KNOWN)} != study.names {sorted(ARCH_NAMES)}")
+KNOWN = {"unet3d": 0, "simplified3d": 4, "unet2d": 1, "hybrid": 2}  # others: a stable hash
 
 
 def arch_color(arch: str, others: list[str] | None = None) -> str:

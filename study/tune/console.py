@@ -96,7 +96,7 @@ class ConsoleLines(tune.Callback):
         self._done["failed"] += 1
         self._say(f"{_name(trial)} failed (see the closing note): {describe(trial.config)}")
 
-    def on_step(self, iteration, trials, **info):
+    def on_step_end(self, iteration, trials, **info):
         now = time.time()
         if now - self._last_status < self.every_s:
             return

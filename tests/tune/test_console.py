@@ -34,7 +34,7 @@ def test_one_line_per_event_and_status():
     c.on_trial_complete(1, [a, b], a)
     c.on_trial_complete(2, [a, b], b)
     c.on_trial_error(3, [a, b, e], e)
-    c.on_step(4, [a, b, e, _trial(6, 5, 0.1, status="RUNNING")])
+    c.on_step_end(4, [a, b, e, _trial(6, 5, 0.1, status="RUNNING")])
     assert lines[0] == "trial 0003 started: unet2d, lr 0.01"
     assert lines[1] == "trial 0003 finished the full budget (40 iterations): val Dice 0.8000"
     assert lines[2] == "trial 0004 stopped by ASHA at 10 of 40 iterations: val Dice 0.9000"
@@ -47,3 +47,11 @@ def test_one_line_per_event_and_status():
 
 def test_verbose_gives_rays_output_instead():
     assert len(console_callbacks("p", 10, 0)) == 1 and console_callbacks("p", 10, 1) == []
+
+
+def test_every_hook_is_one_ray_calls():
+    """A misnamed hook (on_step instead of on_step_end) would never be called."""
+    from ray import tune
+
+    hooks = [n for n in vars(ConsoleLines) if n.startswith("on_")]
+    assert hooks and all(callable(getattr(tune.Callback, n, None)) for n in hooks), hooks

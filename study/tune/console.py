@@ -35,7 +35,13 @@ def readable(value) -> str:
 
 
 def describe(config: dict) -> str:
-    """``arch, key value, ...`` of a trial config's sampled parameters (arch first)."""
+    """``arch, key value, ...`` of a trial config's sampled parameters (arch first); a
+    cross-validation trial (`study.tune.crossval`) is named by its finalist and fold."""
+    point = (config or {}).get("_cv_point")
+    if isinstance(point, dict):
+        cv = point.get("_cv") or {}
+        rest = describe({k: v for k, v in point.items() if k != "_cv"})
+        return f"finalist #{cv.get('rank')}, fold {cv.get('fold')}: {rest}"
     params = searched_params(config or {})
     arch = params.pop("arch", None)
     parts = [str(arch)] if arch is not None else []

@@ -18,6 +18,8 @@ def test_describe_puts_arch_first_and_drops_optuna_copies():
     config = {"lr": 0.00123, "arch": "hybrid", "hybrid.base_channels": 8, "base_channels": 8,
               "l2": 3.4e-5, "_cv": {"rank": 1}}
     assert describe(config) == "hybrid, base_channels 8, l2 3.4e-05, lr 1.2e-03"
+    fold = {"_cv_point": {"arch": "unet2d", "lr": 0.5, "_cv": {"rank": 2, "fold": 1}}}
+    assert describe(fold) == "finalist #2, fold 1: unet2d, lr 0.5"
 
 
 def _trial(tag, it, dice, status="TERMINATED"):

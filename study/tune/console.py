@@ -19,6 +19,7 @@ import time
 from ray import tune
 
 from study.tune.searcher import searched_params
+from study.tune.trainable import POINT
 
 STATUS_EVERY_S = 60.0
 
@@ -37,7 +38,7 @@ def readable(value) -> str:
 def describe(config: dict) -> str:
     """``arch, key value, ...`` of a trial config's sampled parameters (arch first); a
     cross-validation trial (`study.tune.crossval`) is named by its finalist and fold."""
-    point = (config or {}).get("_cv_point")
+    point = (config or {}).get(POINT)
     if isinstance(point, dict):
         cv = point.get("_cv") or {}
         rest = describe({k: v for k, v in point.items() if k != "_cv"})

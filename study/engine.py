@@ -84,9 +84,23 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def _case_spacing(prep, case_id):
+def case_spacing(prep, case_id):
     fn = getattr(prep, "case_spacing", None)
     return tuple(fn(case_id)) if callable(fn) else tuple(prep.spacing)
+
+
+def model_predictor(model: torch.nn.Module, config: TrainConfig, prep):
+    """``case -> probability map`` on the study grid for one model (whole volume)."""
+    from .models import model_kind
+
+    kind = model_kind(config.arch)
+
+    def predict(case: str) -> np.ndarray:
+        return predict_volume(model, kind, prep.image(case, list(config.phases)),
+                              patch=config.patch, overlap=config.overlap,
+                              batch_size=config.eval_batch_size)
+
+    return predict
 
 
 def evaluate(
@@ -103,22 +117,13 @@ def evaluate(
     probability map, e.g. to write it with `study.inference.write_prediction_nifti`.
     """
     from .metrics import case_metrics
-    from .models import model_kind
 
-    kind = model_kind(config.arch)
+    predict = model_predictor(model, config, prep)
     rows: list[dict] = []
     for case in case_ids:
-        image = prep.image(case, list(config.phases))
-        prob = predict_volume(
-            model,
-            kind,
-            image,
-            patch=config.patch,
-            overlap=config.overlap,
-            batch_size=config.eval_batch_size,
-        )
+        prob = predict(case)
         truth = np.asarray(prep.mask(case))
-        m = case_metrics(prob, truth, _case_spacing(prep, case), threshold=config.threshold)
+        m = case_metrics(prob, truth, case_spacing(prep, case), threshold=config.threshold)
         rows.extend({"case": case, "metric": k, "value": float(v)} for k, v in m.items())
         if on_prediction is not None:
             on_prediction(case, prob)

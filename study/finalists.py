@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from study.results import read_table, write_parquet_atomic
+from study.results import ranked_trials, read_table, write_parquet_atomic
 
 FILE = "finalists.parquet"
 FOLDER = "finalists"
@@ -57,13 +57,7 @@ def select_finalists(trials: pl.DataFrame, k: int) -> pl.DataFrame:
     """The ``k`` best trials of each phase across its architectures, with a ``rank`` column:
     the budget-aware rule of `study.results.ranked_trials` (failed trials left out, highest
     budget reached first, then final validation Dice, then trial id) within the phase."""
-    score = pl.coalesce("final_val_dice", "best_val_dice").fill_nan(None)
-    ok = trials.filter(pl.col("status") != "ERROR").with_columns(score.alias("_score"))
-    ranked = ok.sort(["phase", "budget", "_score", "trial"],
-                     descending=[False, True, True, False], nulls_last=True)
-    ranked = ranked.with_columns(pl.int_range(1, pl.len() + 1).over("phase").cast(pl.Int64)
-                                 .alias("rank"))
-    return ranked.filter(pl.col("rank") <= k).drop("_score")
+    return ranked_trials(trials, k, by=("phase",))
 
 
 def fold_scores(table: pl.DataFrame) -> pl.DataFrame:
@@ -122,14 +116,9 @@ def evaluate_winner(run_dir: Path, study: str, phase: str, winner: dict, checkpo
                     folds: list[dict], prep, test_cases: list[str], log=print) -> list[dict]:
     """Test the winner's fold ensemble once; returns the ``split == "test"`` rows."""
     from study.checkpoint import load_model
-    from study.engine import copy_checkpoint, resolve_device
+    from study.engine import copy_checkpoint, model_predictor, resolve_device
     from study.io import write_text_atomic
-    from study.native import (
-        choose_postprocessing_for,
-        ensemble_predictor,
-        evaluate_predictions,
-        model_predictor,
-    )
+    from study.native import choose_postprocessing_for, ensemble_predictor, evaluate_predictions
     from study.postprocess import RECORD_FILE, WORDS
 
     device = resolve_device(None)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from study.engine import model_predictor
 from study.inference import resample_to_shape, save_nifti
 
 
@@ -30,21 +31,6 @@ def native_truth(prep, case_id: str) -> tuple[np.ndarray, tuple[float, float, fl
 
     mask, affine = read_mask(prep.source(case_id)["label_path"], prep.settings["label_value"])
     return mask, voxel_spacing(affine)
-
-
-def model_predictor(model, config, prep):
-    """``case -> probability map`` on the study grid for one model (as `study.engine.evaluate`)."""
-    from study.inference import predict_volume
-    from study.models import model_kind
-
-    kind = model_kind(config.arch)
-
-    def predict(case: str) -> np.ndarray:
-        return predict_volume(model, kind, prep.image(case, list(config.phases)),
-                              patch=config.patch, overlap=config.overlap,
-                              batch_size=config.eval_batch_size)
-
-    return predict
 
 
 def ensemble_predictor(members: list[tuple], prep):
@@ -80,7 +66,7 @@ def evaluate_predictions(predict, threshold: float, prep, case_ids, *,
     receives ``CASE.nii.gz`` (uint8 mask, source affine) for every case: the mask with
     ``postprocessing`` applied, i.e. the one the shown numbers score.
     """
-    from study.engine import _case_spacing
+    from study.engine import case_spacing
     from study.metrics import case_metrics
     from study.postprocess import apply
 
@@ -88,7 +74,7 @@ def evaluate_predictions(predict, threshold: float, prep, case_ids, *,
     native: list[dict] = []
     for case in case_ids:
         prob = predict(case)
-        m = case_metrics(prob, np.asarray(prep.mask(case)), _case_spacing(prep, case),
+        m = case_metrics(prob, np.asarray(prep.mask(case)), case_spacing(prep, case),
                          threshold=threshold)
         study.extend({"case": case, "metric": k, "value": float(v)} for k, v in m.items())
         truth, spacing = native_truth(prep, case)

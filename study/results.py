@@ -165,17 +165,19 @@ def best_trials(trials: pl.DataFrame) -> pl.DataFrame:
     return ranked_trials(trials, 1).drop("rank")
 
 
-def ranked_trials(trials: pl.DataFrame, top: int) -> pl.DataFrame:
-    """The ``top`` best trials per (phase, arch), budget-aware, with a ``rank`` column (1 =
-    `best_trials`' choice): failed trials left out, then the highest budget reached first,
-    then the highest ``final_val_dice`` (else ``best_val_dice``), then trial id."""
+def ranked_trials(trials: pl.DataFrame, top: int,
+                  by: tuple[str, ...] = ("phase", "arch")) -> pl.DataFrame:
+    """The ``top`` best trials per ``by`` group (default (phase, arch)), budget-aware, with a
+    ``rank`` column (1 = `best_trials`' choice): failed trials left out, then the highest
+    budget reached first, then the highest ``final_val_dice`` (else ``best_val_dice``), then
+    trial id."""
     ok = trials.filter(pl.col("status") != "ERROR").with_columns(
         pl.coalesce("final_val_dice", "best_val_dice").fill_nan(None).alias("_score"))
     if ok.is_empty():
         return ok.select(list(TRIAL_SCHEMA)).with_columns(pl.lit(None, pl.Int64).alias("rank"))
-    ranked = ok.sort(["phase", "arch", "budget", "_score", "trial"],
-                     descending=[False, False, True, True, False], nulls_last=True)
-    ranked = ranked.with_columns(pl.int_range(1, pl.len() + 1).over("phase", "arch")
+    ranked = ok.sort([*by, "budget", "_score", "trial"],
+                     descending=[False] * len(by) + [True, True, False], nulls_last=True)
+    ranked = ranked.with_columns(pl.int_range(1, pl.len() + 1).over(*by)
                                  .cast(pl.Int64).alias("rank"))
     return ranked.filter(pl.col("rank") <= top).select([*TRIAL_SCHEMA, "rank"])
 

@@ -1,0 +1,26 @@
+"""``python -m benchmarks.hpo_replay {record,replay}``: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.hpo_replay",
+                                 description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="train the grid, write benchmarks/data/ (resumable)")
+    rec.add_argument("--workers", type=int, default=2)
+    rec.add_argument("--work", default=None, help="folder for the data set link and cache")
+    rec.add_argument("--out", default=None, help="where the table goes (benchmarks/data)")
+    args = ap.parse_args(argv)
+    if args.command == "record":
+        from benchmarks.hpo_replay.record import DATA, record
+
+        record(workers=args.workers, work=args.work, out=args.out or DATA)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,11 +14,25 @@ def main(argv=None) -> int:
     rec.add_argument("--workers", type=int, default=2)
     rec.add_argument("--work", default=None, help="folder for the data set link and cache")
     rec.add_argument("--out", default=None, help="where the table goes (benchmarks/data)")
+    rep = sub.add_parser("replay", help="replay the policies over the recorded table")
+    rep.add_argument("--seeds", type=int, default=30)
+    rep.add_argument("--policies", default=None, help="comma-separated policy names")
+    rep.add_argument("--table", default=None)
+    rep.add_argument("--at", type=float, default=8.0,
+                     help="fixed compute for the Dice figure, in full-budget trainings")
     args = ap.parse_args(argv)
     if args.command == "record":
         from benchmarks.hpo_replay.record import DATA, record
 
         record(workers=args.workers, work=args.work, out=args.out or DATA)
+    if args.command == "replay":
+        from pathlib import Path
+
+        from benchmarks.hpo_replay.cli import run
+        from benchmarks.hpo_replay.record import TABLE
+
+        run(Path(args.table) if args.table else TABLE, seeds=args.seeds,
+            only=args.policies.split(",") if args.policies else None, at=args.at)
     return 0
 
 

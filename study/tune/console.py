@@ -121,5 +121,6 @@ class ConsoleLines(tune.Callback):
 
 
 def console_callbacks(label: str, iterations: int, verbose: int) -> list:
-    """Our lines when Ray's own output is off (``verbose == 0``), else nothing."""
+    """Our lines when Ray's own output is off (``verbose == 0``), else nothing (Ray's own
+    tables at 1-2; nothing at all below 0: benchmarks that run many studies)."""
     return [ConsoleLines(label, iterations)] if verbose == 0 else []

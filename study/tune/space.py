@@ -16,6 +16,10 @@ Top-level keys (unknown keys are errors)::
     start_with: [{arch: unet2d, lr: 1.0e-3, ...}, ...]   # evaluated first (Optuna's
                                  # enqueue_trial), before TPE; a budget's own start_with
                                  # replaces it; unnamed searched parameters are sampled
+    sampler: tpe                 # tpe (default) | random, or a mapping: {name: tpe,
+                                 # n_startup_trials: 10, multivariate: false, group: false};
+                                 # a budget's own sampler replaces it
+    # per budget also: early_stopping: asha (default) | none (every trial runs the budget)
 
 ``params.arch`` is required (a constant, or a choice to search the architecture itself).
 """
@@ -34,10 +38,16 @@ from study.tune.params import ARCHS, check_param
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 TOP_KEYS = ("description", "trainable", "phases", "seed", "max_failures", "params", "per_arch",
-            "resources", "fake", "budgets", "start_with")
+            "resources", "fake", "budgets", "start_with", "sampler")
 BUDGET_KEYS = ("iterations", "eval_every", "grid", "trials", "max_concurrent", "grace_period",
-               "reduction_factor", "phases", "params", "per_arch", "start_with")
-FAKE_KEYS = ("misleading", "sleep", "crash_lr_above", "nan_lr_below", "log_starts")
+               "reduction_factor", "phases", "params", "per_arch", "start_with", "sampler",
+               "early_stopping")
+FAKE_KEYS = ("misleading", "sleep", "crash_lr_above", "nan_lr_below", "log_starts", "replay",
+             "checkpoints")
+SAMPLERS = {"tpe": ("n_startup_trials", "multivariate", "group"), "random": ()}
+#: the sampler of a space that names none (Optuna's TPE defaults)
+DEFAULT_SAMPLER = {"name": "tpe", "n_startup_trials": 10, "multivariate": False, "group": False}
+EARLY_STOPPING = ("asha", "none")
 RESOURCE_KEYS = ("cpu", "gpu")
 TRAINABLES = ("engine", "fake")
 
@@ -53,6 +63,8 @@ class Budget:
     grace_period: int
     reduction_factor: int
     phases: tuple[str, ...] | None = None
+    sampler: dict | None = None  # None = the space's sampler
+    early_stopping: str = "asha"  # or "none": every trial runs the full budget
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,11 @@ class SearchSpace:
     budget_params: dict[str, dict] = field(default_factory=dict)  # budget -> (params, per_arch)
     start_with: tuple = ()  # configurations to evaluate first (dicts of plain names)
     budget_start: dict[str, tuple] = field(default_factory=dict)  # budget -> its own start_with
+    sampler: dict = field(default_factory=lambda: dict(DEFAULT_SAMPLER))
+
+    def sampler_for(self, budget: Budget) -> dict:
+        """The budget's sampler, else the space's (normalised: see `parse_sampler`)."""
+        return dict(budget.sampler or self.sampler)
 
     @property
     def archs(self) -> list[str]:
@@ -96,7 +113,8 @@ class SearchSpace:
             scale = n / base.iterations
             grace = max(eval_every, int(round(base.grace_period * scale)))
             return Budget(str(n), n, eval_every, base.grid, base.trials, base.max_concurrent,
-                          min(grace, n), base.reduction_factor, base.phases)
+                          min(grace, n), base.reduction_factor, base.phases, base.sampler,
+                          base.early_stopping)
         if spec not in self.budgets:
             raise ConfigError(
                 f"{self.path}: no budget {spec!r}; budgets in this space: "
@@ -278,15 +296,44 @@ def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
     if grace > iterations:
         raise ConfigError(f"{w('grace_period')}: {grace} exceeds iterations {iterations}")
     rf = _int(raw.get("reduction_factor", 2), w("reduction_factor"), low=2)
+    stopping = raw.get("early_stopping", "asha")
+    if stopping not in EARLY_STOPPING:
+        raise ConfigError(f"{w('early_stopping')}: use asha (ASHA stops weak trials) or none "
+                          f"(every trial runs the full budget), got {stopping!r}")
     budget = Budget(
         name=name, iterations=iterations, eval_every=eval_every, grid=tuple(grid),
         trials=_int(raw.get("trials", 8), w("trials")),
         max_concurrent=_int(raw.get("max_concurrent", 2), w("max_concurrent")),
         grace_period=grace, reduction_factor=rf,
         phases=_phases(raw.get("phases"), w("phases")),
+        sampler=parse_sampler(raw["sampler"], w("sampler")) if "sampler" in raw else None,
+        early_stopping=stopping,
     )
     return budget, _params(raw.get("params"), path, f"{pre}.params"), _per_arch(
         raw.get("per_arch"), path, f"{pre}.per_arch")
+
+
+def parse_sampler(raw, where: str) -> dict:
+    """``tpe`` / ``random`` or ``{name: tpe, n_startup_trials: N, multivariate: B,
+    group: B}`` -> a full mapping (unnamed options take `DEFAULT_SAMPLER`'s values)."""
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    raw = _mapping(raw, where, "tpe, random or a mapping {name: tpe, n_startup_trials: 10, "
+                               "multivariate: false, group: false}")
+    name = raw.get("name", "tpe")
+    if name not in SAMPLERS:
+        raise ConfigError(f"{where}.name: use one of {', '.join(SAMPLERS)}, got {name!r}")
+    _unknown(raw, ("name", *SAMPLERS[name]), where)
+    if name == "random":
+        return {"name": "random"}
+    out = {**DEFAULT_SAMPLER, **raw}
+    out["n_startup_trials"] = _int(out["n_startup_trials"], f"{where}.n_startup_trials", 0)
+    for key in ("multivariate", "group"):
+        if not isinstance(out[key], bool):
+            raise ConfigError(f"{where}.{key}: expected true or false, got {out[key]!r}")
+    if out["group"] and not out["multivariate"]:
+        raise ConfigError(f"{where}.group: grouped TPE needs multivariate: true")
+    return out
 
 
 def _resources(raw, path: Path) -> dict[str, dict[str, float]]:
@@ -351,4 +398,5 @@ def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
         budgets=budgets, budget_params=budget_params,
         start_with=_start_with(raw.get("start_with"), _k(path, "start_with")),
         budget_start=budget_start,
+        sampler=parse_sampler(raw.get("sampler", "tpe"), _k(path, "sampler")),
     )

@@ -229,7 +229,8 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
             resources=resources, run=trial_settings(s, prep, data, phase), iterations=b.iterations,
             trials=s.trials, max_concurrent=s.max_concurrent, grace_period=b.grace_period,
             reduction_factor=b.reduction_factor, seed=s.seed, max_failures=s.space.max_failures,
-            resume=saved is not None, start_with=start_points, verbose=s.verbose)
+            resume=saved is not None, start_with=start_points, verbose=s.verbose,
+            sampler=s.space.sampler_for(b), early_stopping=b.early_stopping == "asha")
         if plan.resume and phase_done(plan):
             continue
         if deadline is not None:  # the time left, shared evenly by the phases still to run

@@ -30,6 +30,7 @@ from study.tune.searcher import (
     BudgetAwareOptunaSearch,
     DefineByRun,
     fail_orphans,
+    make_sampler,
     prune_reported,
 )
 from study.tune.settings import TrialSettings
@@ -62,11 +63,13 @@ class PhasePlan:
     seed: int = 0
     max_failures: int = 0
     resume: bool = False
-    verbose: int = 0  # Ray's console output: 0 = our one-liners (console.py), 1-2 = Ray's
+    verbose: int = 0  # console: 0 = our one-liners (console.py), 1-2 = Ray's, -1 = none
     flush_every_s: float = 5.0
     extra_callbacks: list = field(default_factory=list)
     start_with: list[dict] = field(default_factory=list)  # Optuna-named params, asked first
     time_budget_s: float | None = None  # Ray Tune's time_budget_s for this phase
+    sampler: dict | None = None  # the space's sampler: (study.tune.space); None = TPE
+    early_stopping: bool = True  # ASHA; False: every trial runs the full budget
 
     @property
     def exp_dir(self) -> Path:
@@ -104,7 +107,7 @@ def make_trainable(plan: PhasePlan):
 def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tuner:
     searcher = BudgetAwareOptunaSearch(
         space=DefineByRun(plan.params, plan.per_arch), metric=METRIC, mode=MODE,
-        sampler=optuna.samplers.TPESampler(seed=plan.seed),
+        sampler=make_sampler(plan.sampler, plan.seed),
         study_name=plan.optuna_study,
         storage=optuna.storages.RDBStorage(plan.optuna_url),
         max_iterations=plan.iterations, start_with=plan.start_with,
@@ -113,7 +116,7 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
         time_attr="iteration", metric=METRIC, mode=MODE, max_t=plan.iterations,
         grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
         run_dir=plan.run_dir, study=plan.study, phase=plan.phase,
-    )
+    ) if plan.early_stopping else None  # None: Tune's FIFO, every trial to the end
     deadline = time.time() + plan.time_budget_s if plan.time_budget_s else None
     recorder = Recorder(plan.run_dir, plan.study, plan.phase, plan.iterations,
                         flush_every_s=plan.flush_every_s, deadline=deadline)
@@ -133,7 +136,7 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
             # 1: Ray deletes checkpoint N when it registers N+1, before its next experiment
             # snapshot; a kill in between is repaired on resume (snapshot.repair_checkpoints)
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=plan.verbose,
+            verbose=max(plan.verbose, 0),
         ),
     )
 

@@ -1,0 +1,87 @@
+"""``replay`` command: run the policies, print the table, write the JSON and the page."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from benchmarks.common import REPO, print_table, write_result
+from benchmarks.hpo_replay import analysis, figures
+from benchmarks.hpo_replay.record import DATA, PARTS_NAME, TABLE
+from benchmarks.hpo_replay.replay import POLICIES, load_table, replay, table_settings
+
+CACHE = DATA / PARTS_NAME / "replay_runs.jsonl"
+PAGE = REPO / "reports" / "hpo_replay.html"
+
+
+def _iv(v, digits=2) -> str:
+    lo, mid, hi = v
+    return "-" if math.isnan(mid) else f"{mid:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _pct(v: float) -> str:
+    return "-" if math.isnan(v) else f"{100 * v:.0f}%"
+
+
+def table_rows(summary: list[dict]) -> list[list[str]]:
+    rows = []
+    for s in summary:
+        rows.append([s["policy"], str(s["seeds"]), _iv(s["trials"], 0), _iv(s["spent"], 1),
+                     _iv(s["c95"], 2) + (f" ({s['c95_censored']} cens.)" if s["c95_censored"]
+                                        else ""),
+                     _iv(s.get("c95_ratio", [math.nan] * 3)),
+                     _iv(s["c99"], 2) + (f" ({s['c99_censored']} cens.)" if s["c99_censored"]
+                                        else ""),
+                     _iv(s.get("c99_ratio", [math.nan] * 3)), _iv(s["dice_at"], 3),
+                     _pct(s["true_best_at"]), _pct(s["true_best_end"])])
+    return rows
+
+
+HEADERS = ["policy", "seeds", "trials", "compute spent", "compute to 95%", "÷ random",
+           "compute to 99%", "÷ random", "Dice at 8 budgets", "true best @8", "true best @end"]
+
+
+def run(table_path: Path = TABLE, seeds: int = 30, only: list[str] | None = None,
+        at: float = 8.0, cache: Path | None = CACHE) -> dict:
+    from study.io import write_text_atomic
+    from study.report.html import esc, table
+
+    policies = [p for p in POLICIES if not only or p.name in only]
+    table_df = load_table(table_path)
+    settings = table_settings(table_df)
+    iterations = settings["iterations"]
+    final = analysis.finals(table_df, iterations)
+    runs = replay(table_path, policies, range(seeds), cache=cache)
+    rows = [analysis.per_seed(r, final, iterations, at) for r in runs]
+    bad = [r for r in rows if r.get("chosen_matches") is False]
+    if bad:
+        raise SystemExit(f"the product's best_trials disagrees with the replay's incumbent in "
+                         f"{len(bad)} studies (first: {bad[0]['policy']} seed {bad[0]['seed']})")
+    summary = analysis.summarise(rows)
+    best = max(final.values())
+    print_table(HEADERS, table_rows(summary),
+                title=f"HPO replay: {len(final)} configurations, best final val Dice {best:.4f}; "
+                      f"compute in full-budget trainings ({iterations} iterations); "
+                      f"median [95% interval] over seeds")
+    upto = max(r["spent"] for r in rows)
+    figs = [figures.anytime_figure(figures.anytime_data(runs, iterations, upto), best),
+            figures.ratio_figure(summary), figures.at_budget_figure(summary, at)]
+    intro = (f"<p>{len(final)} configurations recorded on real MRI "
+             f"(<code>{esc(str(Path(table_path).name))}</code>), best final validation Dice "
+             f"{best:.4f}; {seeds} seeds per policy; compute counted in training iterations, "
+             f"shown in full-budget trainings of {iterations} iterations.</p>")
+    html_rows = [[f"<td>{esc(c)}</td>" for c in row] for row in table_rows(summary)]
+    write_text_atomic(PAGE, figures.page(figs, intro, table(HEADERS, html_rows)))
+    print(f"wrote {PAGE}")
+    payload = {"table": str(Path(table_path).relative_to(REPO)
+                            if Path(table_path).is_relative_to(REPO) else table_path),
+               "configurations": len(final), "best_final_dice": best, "at_budgets": at,
+               "policies": [{"name": p.name, "note": p.note, "sampler": p.sampler,
+                             "early_stopping": p.early_stopping, "grace": p.grace,
+                             "reduction_factor": p.reduction_factor, "trials": p.trials,
+                             "start_with": list(p.start_with)} for p in policies],
+               "summary": summary, "per_seed": rows,
+               "replay_wall_s": sum(r["wall_s"] for r in runs), "loadavg_end": os.getloadavg()}
+    write_result("hpo_replay", payload)
+    return payload

@@ -1,0 +1,269 @@
+"""Replay searches over the recorded table through the real ``study/tune`` path.
+
+One (policy, seed) = one phase study run by `study.tune.tuner.run_phase`, exactly as
+``study.launch`` runs it: Ray Tune, `BudgetAwareOptunaSearch` (TPE or random over the
+table's values as categorical parameters, seeded by the seed), ASHA (`ResumableASHA`) or
+none, PRUNED for stopped trials, the `Recorder` writing ``trials.parquet`` /
+``metrics.parquet``, and the search space written as YAML and read by
+`study.tune.space.load_space`. The trainable is the fake one with ``fake: {replay: TABLE}``:
+each trial reports the recorded validation Dice of its configuration at each evaluation
+(`study.tune.fake.replay_curve`) instead of training. Trials run one at a time
+(``max_concurrent: 1``), so the order of events, and with it the compute, is exact:
+compute is counted in training iterations (an ASHA-stopped trial costs the iterations it
+reached).
+
+What a policy would hand over at any moment is the *budget-aware incumbent*: among the
+trials so far (the running one at the iteration it reached), the one that reached the
+highest budget, then the highest validation Dice (`study.results.ranked_trials`' rule; at
+the end of a run the incumbent is checked to be `study.results.best_trials`' choice). Its
+value is the recorded Dice of that model (the checkpoint at the budget it reached), i.e.
+what the product would test and ship.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PHASE = "replay"
+VAL_CASES = ("v1", "v2", "v3")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    sampler: dict  # a space's sampler: (study.tune.space.parse_sampler)
+    early_stopping: str = "asha"  # or "none"
+    grace: float = 0.125  # grace period, fraction of the budget (rounded up to an evaluation)
+    reduction_factor: int = 2
+    trials: int = 64
+    start_with: tuple = ()  # configurations asked first (plain names)
+    note: str = ""
+
+
+def load_table(path: str | Path):
+    import polars as pl
+
+    return pl.read_parquet(path)
+
+
+def table_settings(table) -> dict:
+    """Parameters and their values, budget and evaluation interval of a replay table."""
+    from study.tune.fake import REPLAY_VALUES
+
+    iterations = sorted(set(table["iteration"].to_list()))
+    grid = {c: sorted(set(table[c].to_list()), key=_order) for c in table.columns
+            if c not in REPLAY_VALUES}
+    return {"grid": grid, "iterations": max(iterations), "eval_every": iterations[0]}
+
+
+def _order(v):
+    return (0, float(v), "") if _number(v) else (1, 0.0, str(v))
+
+
+def _number(v) -> bool:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return True
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _yaml_value(column: str, v):
+    """A table value as the space writes it (switch_step fractions are numbers there)."""
+    if column == "switch_step" and v != "never":
+        return float(v)
+    return v
+
+
+def space_dict(table_path: str | Path, settings: dict, policy: Policy, seed: int) -> dict:
+    """The search space of one replayed study (a regular space YAML, trainable fake)."""
+    it, every = settings["iterations"], settings["eval_every"]
+    grace = max(every, int(-(-policy.grace * it // every)) * every)  # up to an evaluation
+    params = {"arch": "unet2d", "batch_size": 4}
+    for column, values in settings["grid"].items():
+        values = [_yaml_value(column, v) for v in values]
+        params[column] = values[0] if len(values) == 1 else {"choice": values}
+    if "switch_step" in params:  # the recording's fixed LRDEHL settings
+        params.update({"lr_after_switch": 1.0, "lrdehl": "mae"})
+    budget = {"iterations": it, "eval_every": every, "grid": [8, 8, 8],
+              "trials": policy.trials, "max_concurrent": 1, "grace_period": min(grace, it),
+              "reduction_factor": policy.reduction_factor, "phases": [PHASE],
+              "sampler": policy.sampler, "early_stopping": policy.early_stopping}
+    if policy.start_with:
+        budget["start_with"] = [dict(p) for p in policy.start_with]
+    return {"description": f"HPO replay: {policy.name}", "trainable": "fake", "seed": seed,
+            "params": params, "fake": {"replay": str(Path(table_path).resolve()), "checkpoints": False},
+            "resources": {"default": {"cpu": 1, "gpu": 0}}, "budgets": {"replay": budget}}
+
+
+def run_policy(table_path: str | Path, settings: dict, policy: Policy, seed: int,
+               work: Path) -> dict:
+    """One replayed study; returns its events and the product's own choice."""
+    from study.results import best_trials, read_metrics, read_trials
+    from study.tune.settings import TrialSettings
+    from study.tune.space import load_space
+    from study.tune.tuner import PhasePlan, run_phase
+
+    name = f"{policy.name.replace(' ', '_').replace('+', '-')}-s{seed}"
+    run_dir = Path(work) / name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    path = run_dir / "space.yaml"
+    path.write_text(yaml.safe_dump(space_dict(table_path, settings, policy, seed)))
+    space = load_space(path)
+    b = space.budget("replay")
+    params, per_arch = space.space_for(b)
+    run = TrialSettings(trainable="fake", phase=PHASE, all_phases=(PHASE,),
+                        iterations=b.iterations, eval_every=b.eval_every, seed=seed, data="",
+                        grid=b.grid, cache_root="", val_cases=VAL_CASES, fake=space.fake)
+    plan = PhasePlan(study=name, phase=PHASE, run_dir=run_dir, params=params, per_arch=per_arch,
+                     resources={"unet2d": space.resources_for("unet2d")}, run=run,
+                     iterations=b.iterations, trials=b.trials, max_concurrent=1,
+                     grace_period=b.grace_period, reduction_factor=b.reduction_factor,
+                     seed=seed, start_with=space.start_points(b), verbose=-1,
+                     sampler=space.sampler_for(b), early_stopping=b.early_stopping == "asha",
+                     flush_every_s=60.0)
+    t0 = time.perf_counter()
+    run_phase(plan)
+    wall = time.perf_counter() - t0
+    trials, metrics = read_trials(run_dir), read_metrics(run_dir)
+    chosen = best_trials(trials).row(0, named=True)
+    out = {"policy": policy.name, "seed": seed, "wall_s": wall,
+           "events": events(trials, metrics, settings, trial_order(plan.exp_dir)),
+           "chosen": {"trial": chosen["trial"], "budget": chosen["budget"],
+                      "val_dice": chosen["final_val_dice"]}}
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+def trial_order(exp_dir: Path) -> dict[str, int]:
+    """Trial id -> its creation counter, from the trial folders (``trial_0003_<id>``)."""
+    from study.tune.params import trial_index
+
+    return {d.name.split("_", 2)[2]: trial_index(d) for d in Path(exp_dir).glob("trial_*_*")}
+
+
+def config_key(config_json: str, settings: dict) -> str:
+    """A trial's configuration named by the table's parameters (JSON, sorted keys)."""
+    params = json.loads(config_json)
+    return json.dumps({c: str(_table_form(c, params.get(c))) for c in settings["grid"]},
+                      sort_keys=True)
+
+
+def _table_form(column: str, v):
+    if column == "switch_step":
+        return "never" if v in (None, "never") else f"{float(v):g}"
+    return f"{float(v):g}" if _number(v) and not isinstance(v, str) else v
+
+
+def events(trials, metrics, settings: dict, order: dict[str, int]) -> list[dict]:
+    """The replayed study as a sequence of evaluations in the order they happened:
+    trial, configuration, iteration, recorded Dice, compute spent so far (iterations)."""
+    import polars as pl
+
+    val = metrics.filter((pl.col("split") == "val") & (pl.col("case") == "mean")
+                         & (pl.col("metric") == "dice"))
+    keys = dict(zip(trials["trial"].to_list(),
+                    [config_key(c, settings) for c in trials["config"].to_list()], strict=True))
+    out, spent = [], 0
+    for trial in sorted(keys, key=lambda t: order[t]):
+        rows = val.filter(pl.col("trial") == trial).sort("iteration")
+        last = 0
+        for it, value in zip(rows["iteration"].to_list(), rows["value"].to_list(), strict=True):
+            spent += int(it) - last
+            last = int(it)
+            out.append({"trial": trial, "config": keys[trial], "iteration": int(it),
+                        "dice": float(value), "compute": spent})
+    return out
+
+
+def run_all(table_path: str | Path, policies: list[Policy], seeds: list[int],
+            work: Path | None = None, log=print) -> list[dict]:
+    """Every policy over every seed, in one Ray session (policies interleaved per seed)."""
+    import os
+
+    import ray
+
+    # Ray saves the experiment at most this often (s): the study's 2 s is for resuming a
+    # killed driver; a replay is rerun instead, and the saves would dominate its cost
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "600"
+    table = load_table(table_path)
+    settings = table_settings(table)
+    own = work is None
+    work = Path(work or tempfile.mkdtemp(prefix="hpo-replay-"))
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    runs = []
+    try:
+        for seed in seeds:
+            for policy in policies:
+                got = run_policy(table_path, settings, policy, seed, work)
+                runs.append(got)
+                log(f"seed {seed:3d} {policy.name:<28} {len(got['events']):4d} evaluations, "
+                    f"{got['events'][-1]['compute'] if got['events'] else 0:6d} iterations, "
+                    f"chose {got['chosen']['val_dice']:.4f} ({got['wall_s']:.1f} s)")
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+    return runs
+
+
+# --------------------------------------------------------------------------- the policies
+
+TPE = {"name": "tpe", "n_startup_trials": 10, "multivariate": False, "group": False}
+RANDOM = {"name": "random"}
+#: the shipped `full` budgets' schedule: grace 1/8 of the budget, halving (rf 2)
+POLICIES = (
+    Policy("random", RANDOM, "none", trials=16, note="random search, every trial to the end"),
+    Policy("tpe", TPE, "none", trials=16, note="TPE, every trial to the end"),
+    Policy("random+asha", RANDOM, "asha", 0.125, 2, 48, note="random search + ASHA"),
+    Policy("tpe+asha", TPE, "asha", 0.125, 2, 48, note="the product: TPE + ASHA"),
+    Policy("tpe+asha rf3 g0.2", TPE, "asha", 0.2, 3, 48,
+           note="the cpu budgets' schedule (grace 1/5, rf 3)"),
+    Policy("tpe+asha g0.1 rf3", TPE, "asha", 0.1, 3, 48,
+           note="grace one evaluation (1/10), rf 3"),
+    Policy("tpe+asha startup5", {**TPE, "n_startup_trials": 5}, "asha", 0.125, 2, 48,
+           note="TPE after 5 random trials instead of 10"),
+    Policy("tpe+asha multivariate", {**TPE, "multivariate": True, "group": True}, "asha",
+           0.125, 2, 48, note="multivariate, grouped TPE"),
+)
+
+
+def policy_key(policy: Policy) -> str:
+    from dataclasses import asdict
+
+    return json.dumps(asdict(policy), sort_keys=True, default=list)
+
+
+def replay(table_path: str | Path, policies=POLICIES, seeds=range(30), cache: Path | None = None,
+           log=print) -> list[dict]:
+    """Every (policy, seed), each run once: finished runs are kept in ``cache`` (JSON lines)
+    and not rerun, so a killed replay continues."""
+    done: dict[tuple[str, int], dict] = {}
+    if cache is not None and Path(cache).is_file():
+        for line in Path(cache).read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[(r["key"], r["seed"])] = r
+    todo = [(p, s) for s in seeds for p in policies if (policy_key(p), s) not in done]
+    log(f"{len(done)} replayed studies cached; {len(todo)} to run")
+    for policy, seed in todo:
+        got = run_all(table_path, [policy], [seed], log=log)[0]
+        got["key"] = policy_key(policy)
+        done[(got["key"], seed)] = got
+        if cache is not None:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            with open(cache, "a", encoding="utf-8") as f:
+                f.write(json.dumps(got) + "\n")
+    return [done[(policy_key(p), s)] for s in seeds for p in policies]

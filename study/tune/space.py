@@ -306,33 +306,38 @@ def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
         max_concurrent=_int(raw.get("max_concurrent", 2), w("max_concurrent")),
         grace_period=grace, reduction_factor=rf,
         phases=_phases(raw.get("phases"), w("phases")),
-        sampler=parse_sampler(raw["sampler"], w("sampler")) if "sampler" in raw else None,
+        sampler=parse_sampler(raw["sampler"], path, f"{pre}.sampler") if "sampler" in raw
+        else None,
         early_stopping=stopping,
     )
     return budget, _params(raw.get("params"), path, f"{pre}.params"), _per_arch(
         raw.get("per_arch"), path, f"{pre}.per_arch")
 
 
-def parse_sampler(raw, where: str) -> dict:
+def parse_sampler(raw, path: Path, key: str) -> dict:
     """``tpe`` / ``random`` or ``{name: tpe, n_startup_trials: N, multivariate: B,
     group: B}`` -> a full mapping (unnamed options take `DEFAULT_SAMPLER`'s values)."""
+    def where_(sub: str = "") -> str:
+        return _k(path, f"{key}.{sub}" if sub else key)
+
+    where = where_()
     if isinstance(raw, str):
         raw = {"name": raw}
     raw = _mapping(raw, where, "tpe, random or a mapping {name: tpe, n_startup_trials: 10, "
                                "multivariate: false, group: false}")
     name = raw.get("name", "tpe")
     if name not in SAMPLERS:
-        raise ConfigError(f"{where}.name: use one of {', '.join(SAMPLERS)}, got {name!r}")
+        raise ConfigError(f"{where_('name')}: use one of {', '.join(SAMPLERS)}, got {name!r}")
     _unknown(raw, ("name", *SAMPLERS[name]), where)
     if name == "random":
         return {"name": "random"}
     out = {**DEFAULT_SAMPLER, **raw}
-    out["n_startup_trials"] = _int(out["n_startup_trials"], f"{where}.n_startup_trials", 0)
-    for key in ("multivariate", "group"):
-        if not isinstance(out[key], bool):
-            raise ConfigError(f"{where}.{key}: expected true or false, got {out[key]!r}")
+    out["n_startup_trials"] = _int(out["n_startup_trials"], where_("n_startup_trials"), 0)
+    for flag in ("multivariate", "group"):
+        if not isinstance(out[flag], bool):
+            raise ConfigError(f"{where_(flag)}: expected true or false, got {out[flag]!r}")
     if out["group"] and not out["multivariate"]:
-        raise ConfigError(f"{where}.group: grouped TPE needs multivariate: true")
+        raise ConfigError(f"{where_('group')}: grouped TPE needs multivariate: true")
     return out
 
 
@@ -398,5 +403,5 @@ def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
         budgets=budgets, budget_params=budget_params,
         start_with=_start_with(raw.get("start_with"), _k(path, "start_with")),
         budget_start=budget_start,
-        sampler=parse_sampler(raw.get("sampler", "tpe"), _k(path, "sampler")),
+        sampler=parse_sampler(raw.get("sampler", "tpe"), path, "sampler"),
     )

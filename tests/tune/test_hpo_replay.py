@@ -1,0 +1,102 @@
+"""The HPO replay benchmark (benchmarks/hpo_replay): a recorded table replayed through the
+real tuner, on a tiny hand-made table whose answers are known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import polars as pl
+import pytest
+
+from benchmarks.hpo_replay import analysis
+from benchmarks.hpo_replay.replay import TPE, Policy, run_policy, table_settings
+from study.errors import ConfigError
+from study.tune.fake import replay_curve
+
+# A leads early and ends worse; B starts slow and ends best (ASHA's known trap)
+CURVES = {1e-2: [0.5, 0.55, 0.58, 0.6], 1e-3: [0.2, 0.4, 0.7, 0.9]}
+
+
+@pytest.fixture
+def table(tmp_path):
+    rows = []
+    for config, (lr, values) in enumerate(CURVES.items()):
+        for k, v in enumerate(values):
+            rows.append({"config": config, "lr": lr, "l2": 1e-5, "base_channels": 8,
+                         "loss": "dice", "switch_step": "never", "iteration": 10 * (k + 1),
+                         "val_dice": v, "seconds": 1.0})
+    path = tmp_path / "curves.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    return path
+
+
+def _kw(lr, **over):
+    return {"lr": lr, "l2": 1e-5, "base_channels": 8, "loss": "dice", "switch_step": None,
+            "iterations": 40, **over}
+
+
+def test_replay_curve_finds_the_configuration(table):
+    assert replay_curve(table, _kw(1e-3)) == {10: 0.2, 20: 0.4, 30: 0.7, 40: 0.9}
+    assert replay_curve(table, _kw(0.01 * (1 + 1e-12)))[40] == 0.6  # float noise tolerated
+
+
+def test_replay_curve_errors_name_the_fix(table):
+    with pytest.raises(ConfigError, match="no configuration of .*curves.parquet"):
+        replay_curve(table, _kw(3e-3))
+    with pytest.raises(ConfigError, match="recorded to 40 iterations; set the budget"):
+        replay_curve(table, _kw(1e-3, iterations=80, switch_step=None))
+    with pytest.raises(ConfigError, match="parameter 'loss', which the space does not set"):
+        replay_curve(table, {k: v for k, v in _kw(1e-3).items() if k != "loss"})
+
+
+def _events(*evs):
+    out, spent = [], 0
+    last = {}
+    for trial, config, it, dice in evs:
+        spent += it - last.get(trial, 0)
+        last[trial] = it
+        out.append({"trial": trial, "config": config, "iteration": it, "dice": dice,
+                    "compute": spent})
+    return out
+
+
+def test_analysis_by_hand():
+    ev = _events(("a", "A", 10, 0.5), ("a", "A", 20, 0.6), ("b", "B", 10, 0.7),
+                 ("c", "C", 10, 0.1), ("c", "C", 20, 0.65))
+    incs = analysis.incumbents(ev)
+    # a@10 -> a@20 -> a@20 (b only reached 10) -> a -> c@20 (same budget, higher Dice)
+    assert [i["trial"] for i in incs] == ["a", "a", "a", "a", "c"]
+    assert [i["compute"] for i in incs] == [10, 20, 30, 40, 50]
+    assert analysis.reach(incs, 0.62) == 50 and analysis.reach(incs, 0.9) is None
+    assert analysis.value_at(incs, 45) == 0.6 and math.isnan(analysis.value_at(incs, 5))
+    final = {"A": 0.6, "B": 0.95, "C": 0.65}
+    assert analysis.picked_true_best(ev, incs, final) is False  # B was started, never chosen
+    assert analysis.picked_true_best(ev, incs, final, compute=20) is True  # only A by then
+    lo, mid, hi = analysis.ratio_interval([2, 2, 2], [4, 4, 4])
+    assert lo == mid == hi == 0.5
+
+
+@pytest.mark.ray
+def test_asha_trap_and_full_budget_replayed_through_the_tuner(ray_session, table, tmp_path):
+    settings = table_settings(pl.read_parquet(table))
+    assert settings["iterations"] == 40 and settings["eval_every"] == 10
+    first = ({"lr": 1e-2}, {"lr": 1e-3})  # asked in this order: A, then B
+    final = analysis.finals(pl.read_parquet(table), 40)
+    asha = Policy("asha", TPE, "asha", grace=0.25, reduction_factor=2, trials=2,
+                  start_with=first)
+    got = run_policy(table, settings, asha, 0, tmp_path / "w")
+    # A runs first and is never stopped; B scores 0.2 < median(0.5, 0.2) at the first rung
+    assert [(e["trial"] == got["events"][0]["trial"], e["iteration"], e["compute"])
+            for e in got["events"]] == [(True, 10, 10), (True, 20, 20), (True, 30, 30),
+                                        (True, 40, 40), (False, 10, 50)]
+    row = analysis.per_seed(got, final, 40, at_budgets=8)
+    assert got["chosen"]["val_dice"] == 0.6 and row["chosen_matches"]  # budget-aware: A
+    assert row["true_best_end"] is False and row["c95_censored"]  # B (0.9) was cut
+    assert row["spent"] == 50 / 40
+    full = Policy("full", TPE, "none", trials=2, start_with=first)
+    got = run_policy(table, settings, full, 0, tmp_path / "w")
+    row = analysis.per_seed(got, final, 40, at_budgets=8)
+    assert got["events"][-1]["compute"] == 80 and got["chosen"]["val_dice"] == 0.9
+    assert row["true_best_end"] is True and row["c95"] == 2.0 and not row["c95_censored"]
+    assert json.loads(got["events"][-1]["config"])["lr"] == "0.001"

@@ -20,6 +20,9 @@ def main(argv=None) -> int:
     rep.add_argument("--table", default=None)
     rep.add_argument("--at", type=float, default=8.0,
                      help="fixed compute for the Dice figure, in full-budget trainings")
+    rep.add_argument("--shard", default="0/1",
+                     help="I/N: run only the seeds with seed %% N == I (N processes side by "
+                          "side); then run without --shard to summarise")
     args = ap.parse_args(argv)
     if args.command == "record":
         from benchmarks.hpo_replay.record import DATA, record
@@ -32,7 +35,8 @@ def main(argv=None) -> int:
         from benchmarks.hpo_replay.record import TABLE
 
         run(Path(args.table) if args.table else TABLE, seeds=args.seeds,
-            only=args.policies.split(",") if args.policies else None, at=args.at)
+            only=args.policies.split(",") if args.policies else None, at=args.at,
+            shard=tuple(int(v) for v in args.shard.split("/")))
     return 0
 
 

@@ -11,7 +11,7 @@ from benchmarks.hpo_replay import analysis, figures
 from benchmarks.hpo_replay.record import DATA, PARTS_NAME, TABLE
 from benchmarks.hpo_replay.replay import POLICIES, load_table, replay, table_settings
 
-CACHE = DATA / PARTS_NAME / "replay_runs.jsonl"
+CACHE = DATA / PARTS_NAME  # replay_runs_*.jsonl: finished replayed studies (resume)
 PAGE = REPO / "reports" / "hpo_replay.html"
 
 
@@ -43,7 +43,7 @@ HEADERS = ["policy", "seeds", "trials", "compute spent", "compute to 95%", "÷ r
 
 
 def run(table_path: Path = TABLE, seeds: int = 30, only: list[str] | None = None,
-        at: float = 8.0, cache: Path | None = CACHE) -> dict:
+        at: float = 8.0, cache: Path | None = CACHE, shard: tuple[int, int] = (0, 1)) -> dict:
     from study.io import write_text_atomic
     from study.report.html import esc, table
 
@@ -52,7 +52,9 @@ def run(table_path: Path = TABLE, seeds: int = 30, only: list[str] | None = None
     settings = table_settings(table_df)
     iterations = settings["iterations"]
     final = analysis.finals(table_df, iterations)
-    runs = replay(table_path, policies, range(seeds), cache=cache)
+    runs = replay(table_path, policies, range(seeds), cache_dir=cache, shard=shard)
+    if shard[1] > 1:
+        return {}  # a shard only runs its studies; the plain command summarises
     rows = [analysis.per_seed(r, final, iterations, at) for r in runs]
     bad = [r for r in rows if r.get("chosen_matches") is False]
     if bad:

@@ -246,24 +246,36 @@ def policy_key(policy: Policy) -> str:
     return json.dumps(asdict(policy), sort_keys=True, default=list)
 
 
-def replay(table_path: str | Path, policies=POLICIES, seeds=range(30), cache: Path | None = None,
-           log=print) -> list[dict]:
-    """Every (policy, seed), each run once: finished runs are kept in ``cache`` (JSON lines)
-    and not rerun, so a killed replay continues."""
-    done: dict[tuple[str, int], dict] = {}
-    if cache is not None and Path(cache).is_file():
-        for line in Path(cache).read_text().splitlines():
+def _cached(cache_dir: Path) -> dict[tuple[str, int], dict]:
+    done = {}
+    for path in sorted(Path(cache_dir).glob("replay_runs*.jsonl")):
+        for line in path.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
                 done[(r["key"], r["seed"])] = r
-    todo = [(p, s) for s in seeds for p in policies if (policy_key(p), s) not in done]
+    return done
+
+
+def replay(table_path: str | Path, policies=POLICIES, seeds=range(30),
+           cache_dir: Path | None = None, shard: tuple[int, int] = (0, 1),
+           log=print) -> list[dict]:
+    """Every (policy, seed), each run once: finished runs are kept as JSON lines in
+    ``cache_dir`` and not rerun, so a killed replay continues. ``shard = (i, n)`` runs only
+    the seeds with ``seed % n == i`` (n processes side by side, one file each) and returns
+    what is cached."""
+    done = _cached(cache_dir) if cache_dir is not None else {}
+    i, n = shard
+    todo = [(p, s) for s in seeds for p in policies
+            if (policy_key(p), s) not in done and s % n == i]
     log(f"{len(done)} replayed studies cached; {len(todo)} to run")
+    out = Path(cache_dir or ".") / f"replay_runs_{i}of{n}.jsonl"
     for policy, seed in todo:
         got = run_all(table_path, [policy], [seed], log=log)[0]
         got["key"] = policy_key(policy)
         done[(got["key"], seed)] = got
-        if cache is not None:
-            Path(cache).parent.mkdir(parents=True, exist_ok=True)
-            with open(cache, "a", encoding="utf-8") as f:
+        if cache_dir is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(got) + "\n")
-    return [done[(policy_key(p), s)] for s in seeds for p in policies]
+    return [done[(policy_key(p), s)] for s in seeds for p in policies
+            if (policy_key(p), s) in done]

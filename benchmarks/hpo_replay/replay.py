@@ -40,7 +40,7 @@ class Policy:
     name: str
     sampler: dict  # a space's sampler: (study.tune.space.parse_sampler)
     early_stopping: str = "asha"  # or "none"
-    grace: float = 0.125  # grace period, fraction of the budget (rounded up to an evaluation)
+    grace: float = 0.125  # grace period, fraction of the budget (at least one evaluation)
     reduction_factor: int = 2
     trials: int = 64
     start_with: tuple = ()  # configurations asked first (plain names)
@@ -87,7 +87,8 @@ def _yaml_value(column: str, v):
 def space_dict(table_path: str | Path, settings: dict, policy: Policy, seed: int) -> dict:
     """The search space of one replayed study (a regular space YAML, trainable fake)."""
     it, every = settings["iterations"], settings["eval_every"]
-    grace = max(every, int(-(-policy.grace * it // every)) * every)  # up to an evaluation
+    # ASHA judges a trial at its first evaluation at or past each rung (grace x rf^k)
+    grace = max(every, int(round(policy.grace * it)))
     params = {"arch": "unet2d", "batch_size": 4}
     for column, values in settings["grid"].items():
         values = [_yaml_value(column, v) for v in values]
@@ -237,6 +238,12 @@ POLICIES = (
            note="TPE after 5 random trials instead of 10"),
     Policy("tpe+asha multivariate", {**TPE, "multivariate": True, "group": True}, "asha",
            0.125, 2, 48, note="multivariate, grouped TPE"),
+    Policy("tpe+asha start_with", TPE, "asha", 0.125, 2, 48, start_with=(
+        {"lr": 1.0e-3, "l2": 1.0e-5, "base_channels": 16, "loss": "dice",
+         "switch_step": "never"},
+        {"lr": 1.0e-3, "l2": 5.0e-4, "base_channels": 16, "loss": "sqdice",
+         "switch_step": 0.75}),
+           note="the cpu budgets' two start_with configurations asked first"),
 )
 
 

@@ -100,3 +100,20 @@ def test_asha_trap_and_full_budget_replayed_through_the_tuner(ray_session, table
     assert got["events"][-1]["compute"] == 80 and got["chosen"]["val_dice"] == 0.9
     assert row["true_best_end"] is True and row["c95"] == 2.0 and not row["c95_censored"]
     assert json.loads(got["events"][-1]["config"])["lr"] == "0.001"
+
+
+def test_anytime_data_and_page():
+    from benchmarks.hpo_replay import figures
+
+    runs = [{"policy": "p", "events": _events(("a", "A", 40, 0.5))},
+            {"policy": "p", "events": _events(("a", "A", 20, 0.3), ("a", "A", 40, 0.7))}]
+    d = figures.anytime_data(runs, iterations=40, upto=1.0, step=0.5)["p"]
+    assert d["x"] == [0.5, 1.0]
+    # at 20 iterations: seed 1 has nothing yet (NaN, left out), seed 2 has 0.3
+    assert d["mid"][0] == pytest.approx(0.3) and d["mid"][1] == pytest.approx(0.6)
+    summary = [{"policy": "p", "c95_ratio": [0.2, 0.3, 0.4], "c99_ratio": [0.5, 0.6, 0.7],
+                "dice_at": [0.5, 0.6, 0.7], "true_best_at": 0.5}]
+    html = figures.page([figures.anytime_figure({"p": d}, 0.7), figures.ratio_figure(summary),
+                         figures.at_budget_figure(summary, 8)], "<p>intro</p>", "<table></table>")
+    assert html.startswith("<!DOCTYPE html>") and html.count('class="fig"') == 3
+    assert "50% true best" in html

@@ -246,6 +246,8 @@ POLICIES = (
         {"lr": 1.0e-3, "l2": 5.0e-4, "base_channels": 16, "loss": "sqdice",
          "switch_step": 0.75}),
            note="the cpu budgets' two start_with configurations asked first"),
+    Policy("tpe+asha multivariate rf3 g0.2", {**TPE, "multivariate": True, "group": True},
+           "asha", 0.2, 3, 48, note="the shipped default since this replay"),
 )
 
 

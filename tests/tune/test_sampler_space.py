@@ -78,3 +78,15 @@ def test_make_sampler_is_seeded():
         return [study.ask().suggest_float("x", 0, 1) for _ in range(3)]
 
     assert draws(5) == draws(5) != draws(6)
+
+
+@pytest.mark.parametrize("name", ["hybrid", "unet2d", "unet3d", "simplified3d", "all"])
+def test_shipped_spaces_carry_the_replay_defaults(name):
+    """benchmarks/README.md section 7: multivariate grouped TPE; full budgets ASHA from 1/5
+    of the budget with reduction factor 3."""
+    space = load_space(name)
+    full = space.budget("full")
+    assert space.sampler_for(full) == {"name": "tpe", "n_startup_trials": 10,
+                                       "multivariate": True, "group": True}
+    assert (full.grace_period / full.iterations, full.reduction_factor) == (0.2, 3)
+    assert full.early_stopping == "asha"

@@ -13,7 +13,7 @@ iteration, recorded Dice, compute spent so far. From it:
 
 `summarise` turns the per-seed numbers into medians with 95 % intervals (percentiles over
 seeds for a policy's values; a seeded bootstrap over seeds for the ratio of medians to
-random search's).
+random search's; Wilson intervals for the true-best shares).
 """
 
 from __future__ import annotations
@@ -114,6 +114,17 @@ def ratio_interval(a, b, n: int = 10000, seed: int = 0) -> list[float]:
             float(np.percentile(r, 97.5))]
 
 
+def share_interval(hits: list[bool], z: float = 1.959964) -> list[float]:
+    """Wilson score 95 % interval of a share of successes: [low, high]."""
+    n = len(hits)
+    if n == 0:
+        return [math.nan, math.nan]
+    p = sum(hits) / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
 def summarise(rows: list[dict], baseline: str = "random") -> list[dict]:
     """Per policy: medians and 95 % intervals over seeds, ratios to ``baseline``."""
     by: dict[str, list[dict]] = {}
@@ -135,5 +146,6 @@ def summarise(rows: list[dict], baseline: str = "random") -> list[dict]:
         for key in ("true_best_at", "true_best_end"):
             hits = [r[key] for r in rs if r[key] is not None]
             s[key] = sum(hits) / len(hits) if hits else math.nan
+            s[f"{key}_ci"] = share_interval(hits)
         out.append(s)
     return out

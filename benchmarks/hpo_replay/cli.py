@@ -20,8 +20,10 @@ def _iv(v, digits=2) -> str:
     return "-" if math.isnan(mid) else f"{mid:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def _pct(v: float) -> str:
-    return "-" if math.isnan(v) else f"{100 * v:.0f}%"
+def _pct(v: float, ci=None) -> str:
+    if math.isnan(v):
+        return "-"
+    return f"{100 * v:.0f}%" + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "")
 
 
 def table_rows(summary: list[dict]) -> list[list[str]]:
@@ -34,7 +36,8 @@ def table_rows(summary: list[dict]) -> list[list[str]]:
                      _iv(s["c99"], 2) + (f" ({s['c99_censored']} cens.)" if s["c99_censored"]
                                         else ""),
                      _iv(s.get("c99_ratio", [math.nan] * 3)), _iv(s["dice_at"], 3),
-                     _pct(s["true_best_at"]), _pct(s["true_best_end"])])
+                     _pct(s["true_best_at"], s.get("true_best_at_ci")),
+                     _pct(s["true_best_end"], s.get("true_best_end_ci"))])
     return rows
 
 

@@ -75,6 +75,9 @@ def test_analysis_by_hand():
     assert analysis.picked_true_best(ev, incs, final, compute=20) is True  # only A by then
     lo, mid, hi = analysis.ratio_interval([2, 2, 2], [4, 4, 4])
     assert lo == mid == hi == 0.5
+    # Wilson: 8 of 10 -> [0.490, 0.943] (z = 1.96)
+    assert analysis.share_interval([True] * 8 + [False] * 2) == pytest.approx([0.4902, 0.9433],
+                                                                           abs=1e-4)
 
 
 @pytest.mark.ray

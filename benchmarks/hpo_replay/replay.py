@@ -38,7 +38,7 @@ VAL_CASES = ("v1", "v2", "v3")
 @dataclass(frozen=True)
 class Policy:
     name: str
-    sampler: dict  # a space's sampler: (study.tune.space.parse_sampler)
+    sampler: dict  # a space's sampler: (study.tune.sampler.parse_sampler)
     early_stopping: str = "asha"  # or "none"
     grace: float = 0.125  # grace period, fraction of the budget (at least one evaluation)
     reduction_factor: int = 2

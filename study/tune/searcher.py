@@ -70,20 +70,6 @@ class DefineByRun:
         return out
 
 
-def make_sampler(spec: dict | None, seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna sampler of a space's ``sampler:`` (see `study.tune.space.parse_sampler`);
-    None = TPE with Optuna's defaults. Seeded by the study seed."""
-    spec = dict(spec or {"name": "tpe"})
-    if spec["name"] == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=int(spec.get("n_startup_trials", 10)),
-            multivariate=bool(spec.get("multivariate", False)),
-            group=bool(spec.get("group", False)))
-
-
 def searched_params(config: dict) -> dict:
     """The sampled parameters of a trial config (drops Optuna's ``ARCH.NAME`` copies)."""
     return {k: v for k, v in config.items() if not k.startswith("_") and "." not in k}

@@ -35,6 +35,11 @@ import yaml
 from study.errors import ConfigError
 from study.tune.dists import Dist, parse_dist
 from study.tune.params import ARCHS, check_param
+from study.tune.sampler import DEFAULT_SAMPLER, parse_sampler
+from study.tune.yaml_checks import integer as _int
+from study.tune.yaml_checks import key as _k
+from study.tune.yaml_checks import mapping as _mapping
+from study.tune.yaml_checks import unknown as _unknown
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 TOP_KEYS = ("description", "trainable", "phases", "seed", "max_failures", "params", "per_arch",
@@ -44,9 +49,6 @@ BUDGET_KEYS = ("iterations", "eval_every", "grid", "trials", "max_concurrent", "
                "early_stopping")
 FAKE_KEYS = ("misleading", "sleep", "crash_lr_above", "nan_lr_below", "log_starts", "replay",
              "checkpoints")
-SAMPLERS = {"tpe": ("n_startup_trials", "multivariate", "group"), "random": ()}
-#: the sampler of a space that names none (Optuna's TPE defaults)
-DEFAULT_SAMPLER = {"name": "tpe", "n_startup_trials": 10, "multivariate": False, "group": False}
 EARLY_STOPPING = ("asha", "none")
 RESOURCE_KEYS = ("cpu", "gpu")
 TRAINABLES = ("engine", "fake")
@@ -194,26 +196,6 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     return parse_space(raw, path, text)
 
 
-def _mapping(v, where: str, what: str = "a mapping") -> dict:
-    if not isinstance(v, dict):
-        raise ConfigError(f"{where}: expected {what}, got {v!r}")
-    return v
-
-
-def _unknown(d: dict, known, where: str) -> None:
-    extra = [k for k in d if k not in known]
-    if extra:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(str, extra))}; accepted: {', '.join(known)}"
-        )
-
-
-def _int(v, where: str, low: int = 1) -> int:
-    if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
-        raise ConfigError(f"{where}: expected an integer >= {low}, got {v!r}")
-    return v
-
-
 def _phases(v, where: str) -> tuple[str, ...] | None:
     if v is None:
         return None
@@ -222,10 +204,6 @@ def _phases(v, where: str) -> tuple[str, ...] | None:
     if not (isinstance(v, list) and v and all(isinstance(p, str) and p for p in v)):
         raise ConfigError(f"{where}: expected a list of phase names, e.g. [arterial, portal]")
     return tuple(v)
-
-
-def _k(path: Path, key: str) -> str:
-    return f"{path}: key '{key}'"
 
 
 def _params(raw, path: Path, key: str) -> dict[str, Dist]:
@@ -312,33 +290,6 @@ def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
     )
     return budget, _params(raw.get("params"), path, f"{pre}.params"), _per_arch(
         raw.get("per_arch"), path, f"{pre}.per_arch")
-
-
-def parse_sampler(raw, path: Path, key: str) -> dict:
-    """``tpe`` / ``random`` or ``{name: tpe, n_startup_trials: N, multivariate: B,
-    group: B}`` -> a full mapping (unnamed options take `DEFAULT_SAMPLER`'s values)."""
-    def where_(sub: str = "") -> str:
-        return _k(path, f"{key}.{sub}" if sub else key)
-
-    where = where_()
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    raw = _mapping(raw, where, "tpe, random or a mapping {name: tpe, n_startup_trials: 10, "
-                               "multivariate: false, group: false}")
-    name = raw.get("name", "tpe")
-    if name not in SAMPLERS:
-        raise ConfigError(f"{where_('name')}: use one of {', '.join(SAMPLERS)}, got {name!r}")
-    _unknown(raw, ("name", *SAMPLERS[name]), where)
-    if name == "random":
-        return {"name": "random"}
-    out = {**DEFAULT_SAMPLER, **raw}
-    out["n_startup_trials"] = _int(out["n_startup_trials"], where_("n_startup_trials"), 0)
-    for flag in ("multivariate", "group"):
-        if not isinstance(out[flag], bool):
-            raise ConfigError(f"{where_(flag)}: expected true or false, got {out[flag]!r}")
-    if out["group"] and not out["multivariate"]:
-        raise ConfigError(f"{where_('group')}: grouped TPE needs multivariate: true")
-    return out
 
 
 def _resources(raw, path: Path) -> dict[str, dict[str, float]]:

@@ -25,12 +25,12 @@ from study.tune.cluster import gpu_requested
 from study.tune.console import console_callbacks
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
+from study.tune.sampler import make_sampler
 from study.tune.scheduler import ResumableASHA
 from study.tune.searcher import (
     BudgetAwareOptunaSearch,
     DefineByRun,
     fail_orphans,
-    make_sampler,
     prune_reported,
 )
 from study.tune.settings import TrialSettings

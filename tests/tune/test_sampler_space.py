@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from study.errors import ConfigError
-from study.tune.searcher import make_sampler
-from study.tune.space import DEFAULT_SAMPLER, load_space
+from study.tune.sampler import DEFAULT_SAMPLER, make_sampler
+from study.tune.space import load_space
 
 
 def _space(tmp_path, *, sampler=None, budget_extra=None):

@@ -8,7 +8,7 @@ trials of ``--iterations`` updates with an evaluation every ``--eval-every``:
 * **ASHA + TPE**: the study runner (``python -m study.launch``, in-process, one trial at a
   time, ASHA grace period = one evaluation, reduction factor 2; TPE seeded by the seed);
 * **random search**: the same number of configurations drawn uniformly (log-uniform) from
-  the same ranges with the seed, each trained to the full budget by `study.engine.train`.
+  the same ranges with the seed, each trained to the full budget by `study.train.engine.train`.
 
 With one trial at a time, the iterations spent up to an evaluation are the sum of the
 iterations of the trials run before it plus its own iteration count. Target value
@@ -86,7 +86,7 @@ def asha_curves(space: Path, data: Path, out: Path, name: str) -> list[list[tupl
 
 
 def random_curves(seed, prep, *, trials, iterations, eval_every, work: Path):
-    from study.engine import TrainConfig, train
+    from study.train.engine import TrainConfig, train
 
     rng = np.random.default_rng([seed, 424242])
     curves = []

@@ -142,9 +142,9 @@ def packed_rate(arch, mode, batch, device, tiny, seconds, procs) -> float:
 def loader_rates(archs, batch, workers, tiny) -> dict:
     """Samples/s of each kind's sampler through the engine's batch stream."""
     from benchmarks.common import bench_prepared
-    from study.batches import batch_stream
     from study.data.samplers import make_sampler
     from study.models import model_kind
+    from study.train.batches import batch_stream
 
     prep = bench_prepared((64, 48, 32) if tiny else (320, 256, 72), cases=4)
     out = {}

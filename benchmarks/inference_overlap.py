@@ -2,7 +2,7 @@
 
 One phantom test case at ``--grid`` (default 320x256x72), a 3D model (``--arch``, default
 ``simplified3d``), windows of ``--patch`` (64^3). Interleaved rounds run
-`study.inference.predict_volume` with ``overlap=0`` (disjoint tiles: the seed's stitching)
+`study.evaluation.inference.predict_volume` with ``overlap=0`` (disjoint tiles: the seed's stitching)
 and with each of ``--overlaps`` (Gaussian-blended windows). Time ratio = overlap ÷ disjoint,
 per round. Target at 50%: ≤ 2.5x.
 
@@ -133,7 +133,7 @@ def calibrated_model(arch, prep, patch, train_steps: int, seed: int = 0):
 
 
 def main(argv=None) -> int:
-    from study.inference import predict_volume
+    from study.evaluation.inference import predict_volume
     from study.models import model_kind
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

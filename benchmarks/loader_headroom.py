@@ -7,7 +7,7 @@ and batch ``--batch``, one run interleaves, round after round:
 * **train**: one training update (forward, squared Dice loss, backward, Adam step) on a
   batch already in memory -> samples/s the model consumes;
 * **loader wN**: ``--loader-batches`` batches drawn through the engine's own batch stream
-  (`study.batches.batch_stream`, a DataLoader with N workers) -> samples/s delivered.
+  (`study.train.batches.batch_stream`, a DataLoader with N workers) -> samples/s delivered.
   With workers, the batches they prefetched while the model trained are drained untimed
   first, so the figure is the steady-state rate.
 
@@ -71,10 +71,10 @@ def _loader_measure(stream, batch: int, n_batches: int, drain: int):
 
 
 def bench_arch(arch, prep, *, batch, patch, reps, loader_batches, workers) -> dict:
-    from study.batches import batch_stream
     from study.data.samplers import make_sampler
     from study.losses import squared_dice_loss
     from study.models import build_model, model_kind
+    from study.train.batches import batch_stream
 
     kind = model_kind(arch)
     train_ids = prep.split["train"]

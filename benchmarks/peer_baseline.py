@@ -19,7 +19,7 @@ For each wall time T and round (the order of the two alternates between rounds):
 (b) **study**: ``python -m study.launch --space SPACE --time T --seed ROUND`` (the space's
     ``cpu`` budget, 2 CPUs), its best trial as the launch tests it (the split stays fixed).
 
-Both are scored per test case on the native grid by the same code (`study.metrics`): the
+Both are scored per test case on the native grid by the same code (`study.evaluation.metrics`): the
 probability map resized back to the case's source grid, threshold 0.5, against the label
 file at its voxel spacing. Printed: per-case Precision / Recall / Dice of both, and the ratio
 study / baseline of mean test Dice; written to ``benchmarks/results/peer_baseline_<T>min.json``.
@@ -171,8 +171,8 @@ def run_baseline(ds: Path, split: dict, minutes: float, seed: int) -> dict:
 
 def _test_baseline(model, ds: Path, cases: list[str]) -> dict:
     from study.data.dataset import read_mask, voxel_spacing
-    from study.metrics import case_metrics
-    from study.native import to_native
+    from study.evaluation.metrics import case_metrics
+    from study.evaluation.native import to_native
 
     vols = _monai_load([ds / "imagesTs" / f"{c}_0000.nii.gz" for c in cases], False)
     out = {}

@@ -1,5 +1,5 @@
 """Ray overhead: K trials through the study runner (Ray Tune + Optuna + ASHA, one at a time)
-÷ the same K configurations trained by `study.engine.train` in a plain loop.
+÷ the same K configurations trained by `study.train.engine.train` in a plain loop.
 
 A generated search space (hybrid, base 8, batch 2, ``--iterations`` updates with 4
 evaluations (default: calibrated on this machine now so a plain trial takes
@@ -85,7 +85,7 @@ def trial_configs(run: Path) -> list:
     """The TrainConfig of every trial of a finished run, from its checkpoint."""
     import polars as pl
 
-    from study.engine import TrainConfig
+    from study.train.engine import TrainConfig
 
     trials = pl.read_parquet(run / "trials.parquet").sort("trial")
     out = []
@@ -111,7 +111,7 @@ def plain_round(configs, grid, cases: int, work: Path) -> float:
 
 def _plain_child(spec_path: str) -> int:
     from benchmarks.common import bench_prepared
-    from study.engine import TrainConfig, train
+    from study.train.engine import TrainConfig, train
 
     spec = json.loads(Path(spec_path).read_text())
     prep = bench_prepared(tuple(spec["grid"]), cases=spec["cases"])
@@ -125,7 +125,7 @@ def _plain_child(spec_path: str) -> int:
 
 def calibrate(prep, seconds: float) -> int:
     """Iterations for a plain trial of about ``seconds`` (measured on 40 updates + 1 eval)."""
-    from study.engine import TrainConfig, train
+    from study.train.engine import TrainConfig, train
 
     cfg = TrainConfig(arch="hybrid", base_channels=8, batch_size=2, iterations=40,
                       eval_every=40, device="cpu")

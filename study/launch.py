@@ -124,8 +124,9 @@ def write_report(run_dir: Path) -> str:
     try:
         from study.report import build_report
     except ImportError:
+        from study.evaluation.table import format_test_table
         from study.io import write_text_atomic
-        from study.results import format_test_table, read_metrics
+        from study.results import read_metrics
 
         text = run_dir / "results.txt"
         write_text_atomic(text, format_test_table(read_metrics(run_dir)) + "\n")

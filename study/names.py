@@ -1,7 +1,7 @@
 """The registry of names (no torch): architectures, base losses, LRDEHL variants.
 
 Everything that lists or orders these names asks here: the search-space checks
-(`study.tune.params`), ``TrainConfig``, the ``study.train`` CLI, the report's order and
+(`study.tune.params`), ``TrainConfig``, the ``python -m study.train`` CLI, the report's order and
 colours. `study.models` and `study.losses` attach their implementations to these names
 (and fail at import if one is missing). A new architecture is one file in ``study/models/``
 plus one line here (`ARCHS`).

@@ -7,7 +7,7 @@
 * ``small_phantom`` (session): 6-case phantom at native 80x64x16 (path).
 * ``prepared`` (session): ``small_phantom`` prepared at grid (64, 48, 16), cache in a temp
   dir; split train 4 / val 1 / test 1. Read-only: do not modify its files.
-* ``tiny_run`` (session): a finished run without Ray, for study.predict / evaluate / export:
+* ``tiny_run`` (session): a finished run without Ray, for study.apply.predict / evaluate / export:
   five tiny engine-trained models on ``prepared`` (arterial/unet2d x2 = ranks 1 and 2,
   arterial/hybrid, portal/unet2d, arterial/unet3d), laid out as ``study.launch`` leaves a run
   (study.json, dataset.json, trials.parquet) and evaluated by the real final evaluation
@@ -120,7 +120,7 @@ MODELS = [  # trial, phase, arch, base, lr, final val dice (ranks within a group
 
 
 def _train(prep, work: Path, trial, phase, arch, base, lr) -> Path:
-    from study.engine import TrainConfig, train
+    from study.train.engine import TrainConfig, train
 
     cfg = TrainConfig(arch=arch, phases=(phase,), base_channels=base, lr=lr, iterations=3,
                       eval_every=3, batch_size=2, patch=(16, 16, 16), seed=len(trial) + ord(trial[0]))

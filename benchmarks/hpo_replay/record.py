@@ -1,7 +1,7 @@
 """Record the learning curves of a finite grid of configurations (once; resumable).
 
 Every configuration of `GRID` (lr x L2 x base channels x loss x switch = 64 points) is
-trained to the full budget by `study.engine.train` on real MRI: the 15 CHAOS T2-SPIR cases
+trained to the full budget by `study.train.engine.train` on real MRI: the 15 CHAOS T2-SPIR cases
 of ``../shared/data`` (the peer benchmark's data set: its 5 test cases stay out; of the 10
 others, a seeded 30 % are validation: 7 train / 3 val), resampled to 128 x 128 x 32, unet2d
 on whole axial slices, batch 4, `ITERATIONS` updates with the validation Dice (mean over
@@ -74,7 +74,7 @@ def _prepared(work: Path):
 
 def train_one(point: dict, prep) -> list[dict]:
     """Train one configuration; one row per evaluation."""
-    from study.engine import TrainConfig, train
+    from study.train.engine import TrainConfig, train
 
     switch = point["switch_step"]
     cfg = TrainConfig(

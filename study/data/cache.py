@@ -174,5 +174,5 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
     split = load_or_write_split(split_path, spec.case_ids, **split_args)
     args = {"root": str(spec.root), "label": label, "grid": grid, "cache_root": cache_root,
             "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
-    return Prepared(final, spec.root, split, split_path, args=args)
+    return Prepared(final, spec.root, split, split_path, args=args, build=prepare)
 

@@ -22,9 +22,12 @@ class Prepared:
     """Preprocessed data set on the standard grid. Arrays are (X, Y, Z); images (C, X, Y, Z)."""
 
     def __init__(self, cache_dir: Path, root: Path, split: dict, split_path: Path,
-                 args: dict | None = None):
+                 args: dict | None = None, build=None):
+        """``args`` and ``build`` (`study.data.cache.prepare`, passed in so that this module
+        does not import the cache) rebuild the cache on a machine that lacks it."""
         self.cache_dir = Path(cache_dir)
         self._args = dict(args or {})
+        self._build = build
         self.root = Path(root)
         self.split = {k: list(v) for k, v in split.items()}
         self.split_path = Path(split_path)
@@ -129,12 +132,10 @@ class Prepared:
     def ensure_local(self) -> Path:
         """Make sure the cache exists on this machine (find or build it); return its path."""
         if not (self.cache_dir / "meta.json").is_file():
-            if not self._args:
+            if not self._args or self._build is None:
                 raise FileNotFoundError(f"{self.cache_dir}: preprocessing cache missing")
-            from study.data.cache import prepare
-
             args = dict(self._args, progress=False)
-            local = prepare(args.pop("root"), **args)
+            local = self._build(args.pop("root"), **args)
             if local.fingerprint != self.fingerprint:
                 from study.errors import DataError
 

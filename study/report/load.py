@@ -40,7 +40,7 @@ class Run:
     metrics: pl.DataFrame  # long table, METRIC_SCHEMA columns (+ "run")
     trials: pl.DataFrame  # trials table, TRIAL_SCHEMA columns (+ "run")
     notes: list[str] = field(default_factory=list)  # problems worth showing on the page
-    finalists: pl.DataFrame = field(default_factory=pl.DataFrame)  # study.finalists.SCHEMA + run
+    finalists: pl.DataFrame = field(default_factory=pl.DataFrame)  # study.results.finalists.SCHEMA + run
 
     @property
     def optuna_db(self) -> Path | None:
@@ -128,7 +128,7 @@ def load_run(run_dir: str | os.PathLike, name: str | None = None) -> Run:
     trials = _read_table(path / results.TRIALS_FILE, TRIAL_SCHEMA, results.read_trials)
     metrics = metrics.with_columns(pl.lit(run_name).alias("run"))
     trials = with_trial_numbers(trials, path).with_columns(pl.lit(run_name).alias("run"))
-    from study.finalists import read_finalists
+    from study.results.finalists import read_finalists
 
     finalists = read_finalists(path).with_columns(pl.lit(run_name).alias("run"))
     return Run(path=path, name=run_name, meta=meta, metrics=metrics, trials=trials, notes=notes,

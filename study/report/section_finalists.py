@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from study.report import figures, tables
+from study.report.cases import case_block
 from study.report.html import cell, esc, figure, fmt, message, note, table
 from study.report.load import Run
 
@@ -45,7 +46,7 @@ def fold_table_html(summary: pl.DataFrame, trials: pl.DataFrame, show_run: bool)
 
 def test_results(table_: pl.DataFrame) -> pl.DataFrame:
     """The winners' test rows shaped like `tables.test_results` (arch names the ensemble)."""
-    from study.finalists import test_cases_table
+    from study.results.finalists import test_cases_table
 
     test = test_cases_table(table_).filter(pl.col("case") != "mean")
     if test.is_empty():
@@ -60,8 +61,7 @@ def test_results(table_: pl.DataFrame) -> pl.DataFrame:
 def finalists_section(runs: Sequence[Run], trials: pl.DataFrame) -> str:
     """The fold scores with their spread, a figure, and the winners' test table; "" if no run
     cross-validated finalists."""
-    from study.finalists import summary
-    from study.report.section_results import case_block
+    from study.results.finalists import summary
 
     have = [r for r in runs if not r.finalists.is_empty()]
     if not have:

@@ -1,4 +1,4 @@
-"""Section 5: how to use the run's models on new scans (study.predict / evaluate / export)."""
+"""Section 5: how to use the run's models on new scans (study.apply.predict / evaluate / export)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ def use_section(runs: Sequence[Run]) -> str:
             continue
         path = esc(str(run.path))
         parts.append(f"<h3>{esc(run.name)}</h3><pre class='cmd'>"
-                     f"python -m study.predict {path} -i NEW_SCANS/ -o MASKS/\n"
-                     f"python -m study.predict {path} -i NEW_SCANS/ -o MASKS/ --top 3 "
+                     f"python -m study.apply.predict {path} -i NEW_SCANS/ -o MASKS/\n"
+                     f"python -m study.apply.predict {path} -i NEW_SCANS/ -o MASKS/ --top 3 "
                      f"--ensemble archs\n"
-                     f"python -m study.evaluate LABELS/ MASKS/PHASE/ARCH\n"
-                     f"python -m study.export {path} -o {esc(run.name)}-model.zip</pre>")
+                     f"python -m study.apply.evaluate LABELS/ MASKS/PHASE/ARCH\n"
+                     f"python -m study.apply.export {path} -o {esc(run.name)}-model.zip</pre>")
     if not parts:
         return message("No run to apply.")
     return note("Segment new scans with the models of this report: inputs named as in "
                 "training (CASE_0000.nii.gz, one file per channel); masks come out on each "
                 "scan's own grid. The best model per phase and architecture is the default; "
                 "--phase / --arch narrow it, --top K averages the K best trials, --ensemble "
-                "averages across architectures or phases. study.export packs the models into "
-                "one zip that study.predict reads on another machine.") + "".join(parts)
+                "averages across architectures or phases. study.apply.export packs the models into "
+                "one zip that study.apply.predict reads on another machine.") + "".join(parts)

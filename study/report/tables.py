@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from study.names import ARCH_NAMES
-from study.stats import (  # noqa: F401  (the report's statistics, re-exported)
+from study.evaluation.stats import (  # noqa: F401  (the report's statistics, re-exported)
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     CONFIDENCE,
     bootstrap_ci,
     wilcoxon_pair,
 )
+from study.names import ARCH_NAMES
 
 SEED_METRICS = ("precision", "recall", "dice")
 EXTRA_METRICS = ("hd95", "lesion_recall", "lesion_precision", "z_continuity")
@@ -96,8 +96,8 @@ def best_trials(metrics: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
 
 def shown_grid(metrics: pl.DataFrame) -> pl.DataFrame:
     """Test rows on the grid the report shows: per run, the native grid when the run measured
-    there (`study.native`), else the study grid (runs made before native evaluation); per
-    trial, with the postprocessing chosen on validation (`study.postprocess`) when any."""
+    there (`study.evaluation.native`), else the study grid (runs made before native evaluation); per
+    trial, with the postprocessing chosen on validation (`study.evaluation.postprocess`) when any."""
     test = metrics.filter(pl.col("split") == "test")
     if "grid" not in test.columns:
         return test

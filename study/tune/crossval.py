@@ -5,7 +5,7 @@ the same trainable and per-architecture resources as the search: each trial is o
 finalist configuration trained at the full budget on one fold (``_cv`` in its config names
 the finalist's rank and the fold; `study.tune.trainable` swaps the split for the fold's).
 No search algorithm and no early stopping: every (finalist, fold) runs to the end. The
-results go to ``finalists.parquet`` (`study.finalists`); a phase whose experiment finished
+results go to ``finalists.parquet`` (`study.results.finalists`); a phase whose experiment finished
 is not run again on ``--resume`` (an unfinished one starts over).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ray import tune
 
-from study.finalists import fold_rows
+from study.results.finalists import fold_rows
 from study.tune.cluster import gpu_requested
 from study.tune.console import console_callbacks
 from study.tune.settings import TrialSettings
@@ -113,7 +113,7 @@ def run_crossval(plan: CrossvalPlan) -> dict[tuple[int, int], str | None]:
                                        "val_dice": None if result.error
                                        else metrics.get("val_dice")})
         checkpoints[(rank, fold)] = ckpt
-    from study.finalists import add_rows
+    from study.results.finalists import add_rows
 
     add_rows(plan.run_dir, rows)
     (plan.exp_dir / DONE_MARKER).write_text("done\n")
@@ -142,9 +142,9 @@ def run_finalists(s, prep, phases: list[str], settings, resources: dict, *, resu
     import polars as pl
 
     from study.data.splits import load_or_write_folds
-    from study.finalists import FOLDER, select_finalists
     from study.io import write_text_atomic
     from study.results import read_trials
+    from study.results.finalists import FOLDER, select_finalists
 
     folds, path = load_or_write_folds(prep.split_path, prep.split, s.folds, s.split_seed)
     write_text_atomic(s.run_dir / FOLDER / "folds.json", json.dumps(folds, indent=1) + "\n")
@@ -180,7 +180,7 @@ def test_winner(s, prep, plan: CrossvalPlan, checkpoints: dict, log) -> dict | N
     """The phase's winner (None without one), its fold ensemble tested unless it was."""
     import polars as pl
 
-    from study.finalists import add_rows, evaluate_winner, read_finalists, winners
+    from study.results.finalists import add_rows, read_finalists, winners
 
     phase = plan.phase
     table = read_finalists(s.run_dir).filter((pl.col("study") == s.name)
@@ -201,3 +201,38 @@ def test_winner(s, prep, plan: CrossvalPlan, checkpoints: dict, log) -> dict | N
     add_rows(s.run_dir, evaluate_winner(s.run_dir, s.name, phase, win, ckpts, plan.folds, prep,
                                         list(prep.split["test"]), log=log))
     return record
+
+
+def evaluate_winner(run_dir: Path, study: str, phase: str, winner: dict, checkpoints: list,
+                    folds: list[dict], prep, test_cases: list[str], log=print) -> list[dict]:
+    """Test the winner's fold ensemble once; returns the ``split == "test"`` rows."""
+    from study.evaluation.native import choose_postprocessing_for, evaluate_predictions
+    from study.evaluation.postprocess import RECORD_FILE, WORDS
+    from study.evaluation.predictors import ensemble_predictor, model_predictor
+    from study.io import write_text_atomic
+    from study.results.finalists import FOLDER
+    from study.train.checkpoint import load_model
+    from study.train.engine import copy_checkpoint, resolve_device
+
+    device = resolve_device(None)
+    home = Path(run_dir) / FOLDER / phase
+    members = []
+    for f, ckpt in enumerate(checkpoints):
+        members.append(load_model(copy_checkpoint(ckpt, home / f"fold{f}"), device=device))
+    threshold = float(members[0][1].threshold)
+    held_out = {c: f for f, fold in enumerate(folds) for c in fold["val"]}
+    by_fold = [model_predictor(m, c, prep) for m, c in members]
+    pp = choose_postprocessing_for(lambda case: by_fold[held_out[case]](case), threshold, prep,
+                                   sorted(held_out))
+    write_text_atomic(home / RECORD_FILE, json.dumps(pp, indent=1))
+    log(f"finalists {phase}: winner rank {winner['rank']} ({winner['arch']}, trial "
+        f"{winner['trial']}), mean fold Dice {winner['mean']:.4f}; postprocessing on "
+        f"out-of-fold predictions: {WORDS[pp['chosen']]}; testing its {len(members)}-fold "
+        f"ensemble on {len(test_cases)} case(s)")
+    rows = evaluate_predictions(ensemble_predictor(members, prep), threshold, prep, test_cases,
+                                out_dir=Path(run_dir) / "predictions" / phase / "cv-ensemble",
+                                postprocessing=pp["chosen"])
+    base = {"study": study, "phase": phase, "rank": winner["rank"], "trial": winner["trial"],
+            "arch": winner["arch"], "config": winner["config"], "fold": None,
+            "iteration": None, "status": None, "split": "test"}
+    return [{**base, **r} for r in rows]

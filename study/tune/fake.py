@@ -1,6 +1,6 @@
 """A fake trainable with the engine's calling convention, for fast tuner tests.
 
-``train(kw, ...)`` walks the iterations like ``study.engine.train``: it reports at every
+``train(kw, ...)`` walks the iterations like ``study.train.engine.train``: it reports at every
 ``eval_every`` with a checkpoint directory (``state.json``), resumes from one, and its
 validation Dice depends only on the config and the iteration:
 

@@ -2,8 +2,8 @@
 
 The best trial's latest checkpoint (the model at the budget it reached, the one its
 ``final_val_dice`` was measured on) is evaluated whole-volume per test case, on the study
-grid and on each case's native grid (`study.native`), raw and with the postprocessing chosen
-on the validation cases (`study.postprocess`, recorded in ``best/PHASE/ARCH/postprocessing.json``);
+grid and on each case's native grid (`study.evaluation.native`), raw and with the postprocessing chosen
+on the validation cases (`study.evaluation.postprocess`, recorded in ``best/PHASE/ARCH/postprocessing.json``);
 predictions (postprocessed) are written as NIfTI to
 ``runs/NAME/predictions/PHASE/ARCH/CASE.nii.gz`` in the source geometry (the masks the
 native numbers score), the weights copied to ``runs/NAME/best/PHASE/ARCH/``, and rows with
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from study.postprocess import RECORD_FILE as POSTPROCESSING_FILE
+from study.evaluation.postprocess import RECORD_FILE as POSTPROCESSING_FILE
 from study.results import ResultsStore, best_trials, read_trials
 
 
@@ -62,10 +62,10 @@ def evaluate_best(run_dir: Path, study: str, prep, test_cases: list[str], *, tra
 
 def _evaluate_engine(run_dir: Path, phase: str, arch: str, ckpt: Path, prep,
                      cases: list[str]) -> list[dict]:
-    from study.engine import copy_checkpoint, load_model, resolve_device
+    from study.evaluation.native import choose_postprocessing, evaluate_test
+    from study.evaluation.postprocess import WORDS
     from study.io import write_text_atomic
-    from study.native import choose_postprocessing, evaluate_test
-    from study.postprocess import WORDS
+    from study.train.engine import copy_checkpoint, load_model, resolve_device
 
     model, config = load_model(ckpt, device=resolve_device(None))
     pp = choose_postprocessing(model, config, prep, list(prep.split["val"]))

@@ -2,7 +2,7 @@
 
     python -m study.tune.overhead runs/demo [--phase arterial]
 
-Replays every non-failed trial of the run with ``study.engine.train`` in one process, one
+Replays every non-failed trial of the run with ``study.train.engine.train`` in one process, one
 after the other, each up to the budget it reached (ASHA-stopped trials stop there, with
 the learning-rate schedule of the full budget, as in the study), and prints
 ``tuning wall / plain loop`` per phase (``tune_s`` in study.json is the tuning wall time).
@@ -28,7 +28,7 @@ from study.tune.params import train_config_kwargs, trial_index, trial_seed
 def replay(run_dir: Path, phase: str, log=print) -> float:
     """Seconds to train the phase's trials sequentially with the engine."""
     from study.data import prepare
-    from study.engine import StopTraining, TrainConfig, train
+    from study.train.engine import StopTraining, TrainConfig, train
 
     meta = json.loads((run_dir / "study.json").read_text(encoding="utf-8"))
     b = meta["budget"]

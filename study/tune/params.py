@@ -2,7 +2,7 @@
 
 ``PARAMS`` lists every key allowed under ``params:`` / ``per_arch:`` in a search space.
 ``train_config_kwargs(params, ...)`` turns one sampled configuration into keyword
-arguments for ``study.engine.TrainConfig``.
+arguments for ``study.train.engine.TrainConfig``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ import polars as pl
 import yaml
 
 from study.errors import ConfigError
+from study.evaluation.table import format_test_table
 from study.io import write_text_atomic
-from study.results import format_test_table, read_metrics, read_trials
+from study.results import read_metrics, read_trials
 from study.tune.params import resolve_inputs
 from study.tune.provenance import now_utc, study_meta
 from study.tune.space import Budget, SearchSpace, load_space, parse_space
@@ -180,7 +181,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     meta = study_meta(s, prep, data, phases, archs, saved)
     s.run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
-    # the run carries its data set's channel -> phase map and labels, for study.predict
+    # the run carries its data set's channel -> phase map and labels, for study.apply.predict
     write_text_atomic(s.run_dir / "dataset.json",
                       (Path(data) / "dataset.json").read_text(encoding="utf-8"))
     log(f"study {s.name}: space {s.space.name}, budget {b.name} ({b.iterations} iterations, "
@@ -325,7 +326,7 @@ def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str
     lines += ["", "test set, per case (whole volume, best trial per phase and "
               "architecture):", format_test_table(metrics)]
     if s.finalists:
-        from study.finalists import format_summary, read_finalists
+        from study.results.finalists import format_summary, read_finalists
 
         table = read_finalists(s.run_dir).filter(pl.col("study") == s.name)
         lines += ["", format_summary(table)]

@@ -161,7 +161,7 @@ def study_trainable(config: dict, run: TrialSettings) -> None:
             fake.train(kw, run.fake, val, on_report,
                        resume_from=resume_from, workdir=workdir, trial_id=trial_id)
             return
-        from study.engine import TrainConfig, train
+        from study.train.engine import TrainConfig, train
 
         cfg = TrainConfig(**kw)
         train(cfg, _prepare(run, fold), on_report, resume_from=resume_from, workdir=workdir)

@@ -1,4 +1,4 @@
-"""Bad inputs of study.predict / study.evaluate / study.export: `error:` naming the case or
+"""Bad inputs of study.apply.predict / study.apply.evaluate / study.apply.export: `error:` naming the case or
 file, exit 2, nothing half-written, and the good cases still done."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from study.evaluate import main as evaluate
-from study.export import main as export
-from study.predict import main as predict
+from study.apply.evaluate import main as evaluate
+from study.apply.export import main as export
+from study.apply.predict import main as predict
 
 
 def _errors(err: str) -> list[str]:
@@ -119,7 +119,7 @@ def test_export_and_evaluate_mistakes(tiny_run, write_nifti, tmp_path, capsys):
 
 def test_predict_exit_code_from_a_subprocess(tiny_run, inputs, tmp_path, run_module):
     bad = _bad_case(inputs, "missing_channel")
-    res = run_module("study.predict", tiny_run, "-i", inputs, "-o", tmp_path / "o",
+    res = run_module("study.apply.predict", tiny_run, "-i", inputs, "-o", tmp_path / "o",
                      "--arch", "hybrid")
     assert res.returncode == 2
     assert f"error: case {bad}: missing channel 0001" in res.stderr

@@ -13,7 +13,7 @@ import pytest
 
 from study.errors import run_cli
 from study.report.__main__ import main as report_main
-from study.train import main as train_main
+from study.train.cli import main as train_main
 
 GRID = ["--grid", "64", "48", "16"]
 
@@ -26,12 +26,12 @@ def _error(err: str) -> str:
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail the test if the engine's training loop is reached."""
-    import study.engine
+    import study.train.engine
 
     def refuse(*_a, **_k):
         raise AssertionError("training started despite the bad input")
 
-    monkeypatch.setattr(study.engine, "train", refuse)
+    monkeypatch.setattr(study.train.engine, "train", refuse)
 
 
 BAD_TRAIN = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from study.finalists import add_rows, fold_rows
 from study.report.build import build_report
+from study.results.finalists import add_rows, fold_rows
 from tests.report.conftest import CASES
 
 

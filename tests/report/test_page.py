@@ -118,7 +118,7 @@ def test_degenerate_studies_give_pages(tmp_path, case):
 
 def test_dash_means_not_evaluated_never_an_empty_prediction(run_dir):
     """Issue 13: the note said '– = undefined (e.g. no tumor predicted)', but an empty
-    prediction scores precision 0 (study.metrics); a dash is only a missing value."""
+    prediction scores precision 0 (study.evaluation.metrics); a dash is only a missing value."""
     from study.report.load import load_runs
     from study.report.section_results import results_section
 

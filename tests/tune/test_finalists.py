@@ -8,11 +8,11 @@ import shutil
 import polars as pl
 import pytest
 
-from study.evaluate import main as evaluate
-from study.finalists import read_finalists, summary
+from study.apply.evaluate import main as evaluate
+from study.apply.predict import main as predict
 from study.launch import main as launch
-from study.predict import main as predict
 from study.report.build import build_report
+from study.results.finalists import read_finalists, summary
 
 pytestmark = pytest.mark.ray
 
@@ -58,8 +58,8 @@ def test_finalists_cross_validated_on_folds_winner_tested_once(ray_session, smal
     out = capsys.readouterr().out
     assert "finalists arterial: 2 configuration(s) x 3 folds" in out
     assert "finalists by cross-validation" in out and "<- winner" in out
-    # study.predict --model cv applies the same fold ensemble (and postprocessing) to the raw
-    # test images: study.evaluate reproduces the winner's native test Dice, case by case
+    # study.apply.predict --model cv applies the same fold ensemble (and postprocessing) to the raw
+    # test images: study.apply.evaluate reproduces the winner's native test Dice, case by case
     inputs = tmp_path / "in"
     inputs.mkdir()
     for case in meta["split"]["test"]:
@@ -71,7 +71,7 @@ def test_finalists_cross_validated_on_folds_winner_tested_once(ray_session, smal
     assert evaluate([str(small_phantom / "labelsTr"), str(tmp_path / "p")]) == 0
     got = {c["case"]: c["metrics"]["dice"] for c in
            json.loads((tmp_path / "p" / "summary.json").read_text())["metric_per_case"]}
-    from study.finalists import test_cases_table
+    from study.results.finalists import test_cases_table
 
     shown = test_cases_table(table).filter(pl.col("metric") == "dice")
     assert got == dict(shown.select("case", "value").rows())

@@ -1,4 +1,4 @@
-"""After a real (Ray) study: study.predict + study.evaluate on the test cases' raw images
+"""After a real (Ray) study: study.apply.predict + study.apply.evaluate on the test cases' raw images
 reproduce the run's own native-grid test numbers, case by case."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import shutil
 import polars as pl
 import pytest
 
-from study.evaluate import main as evaluate
+from study.apply.evaluate import main as evaluate
+from study.apply.predict import main as predict
 from study.launch import main as launch
-from study.predict import main as predict
 from study.results import displayed_test, read_metrics
 
 pytestmark = pytest.mark.ray

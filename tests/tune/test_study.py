@@ -129,11 +129,11 @@ def test_engine_smoke_study_writes_predictions(ray_session, small_phantom, tmp_p
                     & (pl.col("metric") == "hd95")).height > 0
     # the same trials in a plain engine loop, for the Ray overhead ratio, with the seeds
     # the trials trained with (each checkpoint's config.json)
-    import study.engine
+    import study.train.engine
     from study.tune.overhead import main as overhead
 
-    seeds, real = [], study.engine.train
-    monkeypatch.setattr(study.engine, "train",
+    seeds, real = [], study.train.engine.train
+    monkeypatch.setattr(study.train.engine, "train",
                         lambda cfg, *a, **k: seeds.append(cfg.seed) or real(cfg, *a, **k))
     assert overhead([str(run)]) == 0
     from pathlib import Path

@@ -10,7 +10,7 @@ from study.report.figures.style import base_layout, text
 
 def folds_data(table: pl.DataFrame) -> pl.DataFrame:
     """Columns: run, phase, rank, arch, fold, dice, winner, label (``#rank arch``)."""
-    from study.finalists import fold_scores, summary
+    from study.results.finalists import fold_scores, summary
 
     if table.is_empty():
         return pl.DataFrame()

@@ -1,0 +1,311 @@
+"""A run's selected models, with everything needed to apply them to new scans.
+
+A `Bundle` is read from a run directory (``runs/NAME``: ``study.json``, ``dataset.json``,
+``trials.parquet``, ``best/PHASE/ARCH/``) or from a model archive written by
+``python -m study.apply.export`` (a zip holding ``bundle.json``, ``dataset.json`` and the weights).
+It knows the data set's channel -> phase map, the label the models segment, the
+preprocessing (grid, normalisation) and, per (phase, architecture), the trials ranked
+budget-aware (`study.results.ranked_trials`); `Bundle.select` picks the models to apply.
+
+Nothing here needs Ray, nor the run's Ray folders beyond the checkpoints selected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from study.errors import ConfigError, DataError
+from study.evaluation.postprocess import RECORD_FILE as POSTPROCESSING_FILE
+
+FORMAT = 1
+MANIFEST = "bundle.json"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One trained model: its (phase, arch), trial, rank in that group and checkpoint dir."""
+
+    phase: str
+    arch: str
+    trial: str
+    rank: int
+    path: Path | None  # checkpoint directory (model.pt + config.json); None = missing
+    val_dice: float | None = None
+    budget: int | None = None
+    postprocessing: str = "none"  # chosen on validation by the study (rank 1 only)
+    kind: str = "trial"  # or "fold": a fold model of a cross-validated finalist (rank = fold+1)
+
+    @property
+    def key(self) -> str:
+        return f"{self.phase}/{self.arch}/{'fold' if self.kind == 'fold' else ''}{self.rank}"
+
+    def describe(self) -> dict:
+        return {"phase": self.phase, "arch": self.arch, "trial": self.trial, "rank": self.rank,
+                "val_dice": self.val_dice, "budget": self.budget,
+                "postprocessing": self.postprocessing}
+
+
+@dataclass
+class Bundle:
+    source: Path
+    name: str
+    dataset: dict  # the run's dataset.json (channel_names, labels, file_ending)
+    label: str
+    label_value: int
+    grid: tuple[int, int, int]
+    models: list[ModelRef]  # every (phase, arch, rank) known, rank 1 first per group
+    preprocessing: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    finalists: list[ModelRef] = field(default_factory=list)  # winners' fold models (--finalists)
+    _tmp: Path | None = None  # where an archive was unpacked (removed by close())
+
+    # --- the data set's naming -------------------------------------------------------------
+    @property
+    def channels(self) -> dict[str, str]:
+        """phase name -> 4-digit channel suffix of the raw files (``"0001"``)."""
+        return {str(name): f"{int(k):04d}" for k, name in self.dataset["channel_names"].items()}
+
+    @property
+    def phases(self) -> list[str]:
+        return sorted({m.phase for m in self.models})
+
+    @property
+    def archs(self) -> list[str]:
+        return sorted({m.arch for m in self.models})
+
+    def select(self, *, phases=None, archs=None, top: int = 1,
+               model: str = "best") -> list[ModelRef]:
+        """Models of the given phases / architectures (default: all), the ``top`` best of each
+        (phase, arch) that have a checkpoint (a group with fewer gets a note on stderr); with
+        ``model="cv"`` the fold models of each phase's cross-validated winner instead.
+        Unknown names, or nothing to apply -> ConfigError saying what exists."""
+        if top < 1:
+            raise ConfigError(f"--top {top}: must be >= 1")
+        if model == "cv":
+            return self._select_folds(phases, archs, top)
+        for given, known, what in ((phases, self.phases, "--phase"),
+                                   (archs, self.archs, "--arch")):
+            bad = sorted(set(given or []) - set(known))
+            if bad:
+                raise ConfigError(f"{what} {' '.join(bad)}: not in {self.source} (it has "
+                                  f"{', '.join(known) or 'no models'})")
+        chosen = [m for m in self.models if m.path is not None
+                  and (not phases or m.phase in phases) and (not archs or m.arch in archs)]
+        if not chosen:
+            raise ConfigError(f"{self.source}: no trained model to apply (no finished trial "
+                              f"with a checkpoint); run or resume the study first")
+        chosen = [m for m in chosen if m.rank <= top]  # ranks count every trial, as the run did
+        for phase, arch in sorted({(m.phase, m.arch) for m in chosen}):
+            n = sum((m.phase, m.arch) == (phase, arch) for m in chosen)
+            if n < top:
+                import sys
+
+                print(f"note: {phase}/{arch}: {n} of its {top} best trials have a checkpoint "
+                      f"(fewer trials ran, or some failed or lost theirs); using {n}",
+                      file=sys.stderr)
+        return chosen
+
+    def _select_folds(self, phases, archs, top: int) -> list[ModelRef]:
+        if not self.finalists:
+            raise ConfigError(f"{self.source}: no cross-validated finalists; run the study with "
+                              f"--finalists K --folds F, or use --model best")
+        if top != 1:
+            raise ConfigError("--top applies to --model best; --model cv averages the "
+                              "winner's fold models")
+        chosen = [m for m in self.finalists if (not phases or m.phase in phases)
+                  and (not archs or m.arch in archs)]
+        if not chosen:
+            have = ", ".join(sorted({f"{m.phase}/{m.arch}" for m in self.finalists}))
+            raise ConfigError(f"{self.source}: no cross-validated winner for that --phase / "
+                              f"--arch (it has {have})")
+        return chosen
+
+    def where(self, m: ModelRef) -> str:
+        """Where a model's weights live, for records: a folder, or ``ARCHIVE!member``."""
+        if self._tmp is not None and m.path is not None:
+            return f"{self.source}!{m.path.relative_to(self._tmp)}"
+        return str(m.path)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def open_bundle(path: str | os.PathLike) -> Bundle:
+    """A run directory or a ``.zip`` written by ``study.apply.export`` -> `Bundle`."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return _from_archive(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such run directory or model archive; pass runs/NAME "
+                          f"(a finished study) or a .zip written by python -m study.apply.export")
+    return _from_run(path)
+
+
+def _json(path: Path, what: str) -> dict:
+    from study.io import read_json_object
+
+    if not path.is_file():
+        raise DataError(f"{path}: missing ({what} expected there)")
+    return read_json_object(path, DataError, f"it is not {what}; re-create it", what)
+
+
+def _from_run(run: Path) -> Bundle:
+    from study.results import ranked_trials, read_trials
+
+    meta_path = run / "study.json"
+    if not meta_path.is_file():
+        raise ConfigError(f"{run}: not a run directory (no study.json); pass runs/NAME of a "
+                          f"study made by python -m study.launch")
+    meta = _json(meta_path, "a study.json written by study.launch")
+    dataset = _run_dataset(run, meta)
+    prep = meta.get("preprocessing") or {}
+    grid = prep.get("grid") or (meta.get("budget") or {}).get("grid")
+    if not grid:
+        raise DataError(f"{meta_path}: no preprocessing grid recorded; was the run started "
+                        f"by this version of study?")
+    trials = read_trials(run)
+    models = []
+    for r in ranked_trials(trials, 10**6).iter_rows(named=True):
+        best = run / "best" / r["phase"] / r["arch"]
+        ckpt = best if r["rank"] == 1 and (best / "model.pt").is_file() else (
+            Path(r["checkpoint"]) if r["checkpoint"] else None)
+        if ckpt is not None and not (ckpt / "model.pt").is_file():
+            ckpt = None
+        models.append(ModelRef(r["phase"], r["arch"], r["trial"], int(r["rank"]), ckpt,
+                               r["final_val_dice"] if r["final_val_dice"] is not None
+                               else r["best_val_dice"], r["budget"], _chosen(ckpt)))
+    label = meta.get("label") or prep.get("label")
+    value = prep.get("label_value")
+    if value is None:
+        value = (dataset.get("labels") or {}).get(label)
+    return Bundle(source=run, name=str(meta.get("name") or run.name), dataset=dataset,
+                  label=str(label), label_value=int(value), grid=tuple(int(g) for g in grid),
+                  models=models, preprocessing=prep, versions=meta.get("versions") or {},
+                  finalists=_fold_models(run, meta))
+
+
+def _fold_models(run: Path, meta: dict) -> list[ModelRef]:
+    """The fold models of each phase's cross-validated winner (``finalists/PHASE/foldF``,
+    recorded in study.json under ``finalists.winners``)."""
+    out = []
+    for phase, w in ((meta.get("finalists") or {}).get("winners") or {}).items():
+        home = run / "finalists" / phase
+        pp = _chosen(home)
+        folds = [p for p in home.glob("fold*") if p.name[4:].isdigit()]
+        for fold in sorted(folds, key=lambda p: int(p.name[4:])):
+            if (fold / "model.pt").is_file():
+                out.append(ModelRef(phase, str(w["arch"]), str(w["trial"]),
+                                    int(fold.name[4:]) + 1, fold, w.get("mean_fold_dice"),
+                                    None, pp, kind="fold"))
+    return out
+
+
+def _chosen(ckpt: Path | None) -> str:
+    """The postprocessing the study chose for a tested model (``none`` if it chose none)."""
+    f = None if ckpt is None else ckpt / POSTPROCESSING_FILE
+    if f is None or not f.is_file():
+        return "none"
+    try:
+        return str(json.loads(f.read_text(encoding="utf-8")).get("chosen") or "none")
+    except ValueError:
+        return "none"
+
+
+def _run_dataset(run: Path, meta: dict) -> dict:
+    """The run's copy of dataset.json, else the one of the data set it was made from."""
+    for candidate in (run / "dataset.json", Path(str(meta.get("data") or "")) / "dataset.json"):
+        if candidate.is_file():
+            return _json(candidate, "an nnU-Net dataset.json")
+    raise DataError(f"{run}: no dataset.json (neither a copy in the run nor at the data set "
+                    f"{meta.get('data')}); copy the data set's dataset.json into {run}")
+
+
+def _from_archive(path: Path) -> Bundle:
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"{path}: not a model archive (not a zip file); pass a .zip written "
+                          f"by python -m study.apply.export, or a run directory")
+    tmp = Path(tempfile.mkdtemp(prefix="study-model-"))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if MANIFEST not in names:
+                raise ConfigError(f"{path}: no {MANIFEST} inside; not written by study.apply.export")
+            for n in names:  # no absolute paths or '..' (zip slip)
+                if n.startswith("/") or ".." in Path(n).parts:
+                    raise DataError(f"{path}: unsafe member name {n!r}; refusing to unpack")
+            zf.extractall(tmp)
+        man = _json(tmp / MANIFEST, "a study.apply.export manifest")
+        if man.get("format") != FORMAT:
+            raise ConfigError(f"{path}: archive format {man.get('format')!r}, this version "
+                              f"reads {FORMAT}; export it again with this version")
+        models = [ModelRef(m["phase"], m["arch"], m["trial"], int(m["rank"]), tmp / m["dir"],
+                           m.get("val_dice"), m.get("budget"), m.get("postprocessing") or "none")
+                  for m in man["models"]]
+        return Bundle(source=path, name=man["name"], dataset=_json(tmp / "dataset.json",
+                                                                   "an nnU-Net dataset.json"),
+                      label=man["label"], label_value=int(man["label_value"]),
+                      grid=tuple(int(g) for g in man["grid"]), models=models,
+                      preprocessing=man.get("preprocessing") or {},
+                      versions=man.get("versions") or {}, _tmp=tmp)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{path}: damaged model archive ({type(exc).__name__}: {exc}); "
+                        f"export it again") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def export_bundle(bundle: Bundle, models: list[ModelRef], out: str | os.PathLike) -> Path:
+    """Write ``models`` (weights only) with the bundle's settings to the zip ``out``,
+    atomically."""
+    import torch
+
+    from study import __version__
+    from study.io import atomic_path
+    from study.train.checkpoint import CONFIG_FILE, MODEL_FILE
+
+    out = Path(out)
+    entries = []
+    with atomic_path(out, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w",
+                                                                  zipfile.ZIP_DEFLATED) as zf:
+        for m in models:
+            member = f"models/{m.phase}/{m.arch}/rank{m.rank}"
+            payload = torch.load(m.path / MODEL_FILE, map_location="cpu", weights_only=False)
+            for k in ("optimizer", "rng", "sampler"):  # training state: not needed to predict
+                payload[k] = None
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(payload, Path(d) / MODEL_FILE)
+                zf.write(Path(d) / MODEL_FILE, f"{member}/{MODEL_FILE}")
+            zf.write(m.path / CONFIG_FILE, f"{member}/{CONFIG_FILE}")
+            if (m.path / POSTPROCESSING_FILE).is_file():
+                zf.write(m.path / POSTPROCESSING_FILE, f"{member}/{POSTPROCESSING_FILE}")
+            entries.append({**m.describe(), "dir": member})
+        zf.writestr("dataset.json", json.dumps(bundle.dataset, indent=1))
+        manifest = {"format": FORMAT, "name": bundle.name, "source": str(bundle.source),
+                    "label": bundle.label, "label_value": bundle.label_value,
+                    "grid": list(bundle.grid), "channels": bundle.channels,
+                    "preprocessing": bundle.preprocessing, "models": entries,
+                    "versions": {**bundle.versions, "study_export": __version__}}
+        zf.writestr(MANIFEST, json.dumps(manifest, indent=1, default=str))
+    return out

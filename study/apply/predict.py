@@ -1,0 +1,366 @@
+"""``python -m study.apply.predict``: segment new scans with a study's models.
+
+    python -m study.apply.predict runs/demo -i new_scans/ -o masks/
+    python -m study.apply.predict runs/demo -i new_scans/ -o masks/ --phase arterial --top 2
+    python -m study.apply.predict runs/demo -i new_scans/ -o masks/ --ensemble archs
+    python -m study.apply.predict model.zip -i scan_0000.nii.gz scan_0001.nii.gz -o masks/
+
+Input: cases in the raw naming of training, ``CASE_XXXX.nii.gz`` (or ``.nii``), one file
+per channel; the run's ``dataset.json`` says which channel is which phase. Only the
+channels the chosen models use are needed. ``-i`` is a folder or the files of cases.
+
+Models (`study.apply.bundle`): ``--model best`` (default) takes the budget-aware best trial of
+every (phase, architecture) the run tested; ``--phase`` / ``--arch`` narrow that;
+``--top K`` averages the probability maps of the K best trials of each (phase, arch);
+``--ensemble archs|phases|all`` averages the (phase, arch) groups of each phase, of each
+architecture, or all of them (each group weighs the same, whatever its K).
+
+Each case goes through the training preprocessing (`study.data.resample.preprocess_image`:
+resample to the run's grid, percentile clip + z-score, int16 round trip) and the same
+inference (sliding window, slices or slabs; bf16 autocast on CUDA); the mean probability is
+resampled to the case's source grid (`study.evaluation.native.to_native`), thresholded, postprocessed
+as the study chose on validation (``--postprocessing auto``; see `study.evaluation.postprocess`) and
+written as a uint8 mask with the source affine: ``OUT/CASE.nii.gz`` when one output is asked for, else
+``OUT/PHASE/ARCH/CASE.nii.gz`` (or ``OUT/PHASE/`` / ``OUT/ARCH/`` for ensembles).
+``--save-probabilities`` adds ``CASE.npz`` (``probabilities`` float16 on the source grid,
+``affine``). ``OUT/predictions.json`` records which models made each file.
+
+A bad case (missing channel, shapes or affines that differ between channels, a file that is
+not NIfTI) prints ``error: case X: ...``, gets nothing written, and the others go on; the
+exit code is then 2. ``--continue`` skips cases whose outputs exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from study.apply.bundle import Bundle, ModelRef, open_bundle
+from study.errors import ConfigError, DataError, UserError, run_cli
+
+NIFTI = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})\.nii(\.gz)?$")
+CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})\.(?P<ext>.+)$")
+ENSEMBLES = ("archs", "phases", "all")
+
+
+@dataclass
+class Output:
+    """One file per case: ``folder/CASE.nii.gz``, the mean of its ``groups``' maps."""
+
+    folder: str  # relative to OUT ("" = OUT itself)
+    groups: list[list[ModelRef]]  # each group: the top-K models of one (phase, arch)
+    postprocessing: str = "none"  # applied to the thresholded mask (study.evaluation.postprocess)
+
+    @property
+    def models(self) -> list[ModelRef]:
+        return [m for g in self.groups for m in g]
+
+
+def set_postprocessing(outputs: list[Output], choice: str) -> list[str]:
+    """``choice``: a candidate of `study.evaluation.postprocess` for every output, or ``auto``: the one
+    the study chose on validation for the output's models when they all agree (a single
+    model, or an ensemble of models with the same choice), else ``none``. -> notes."""
+    from study.evaluation.postprocess import CANDIDATES
+
+    if choice != "auto" and choice not in CANDIDATES:
+        raise ConfigError(f"--postprocessing {choice}: use auto or one of "
+                          f"{', '.join(CANDIDATES)}")
+    notes = []
+    for o in outputs:
+        chosen = {m.postprocessing for m in o.models}
+        if choice != "auto":
+            o.postprocessing = choice
+        elif len(chosen) == 1:
+            o.postprocessing = chosen.pop()
+        else:
+            o.postprocessing = "none"
+            notes.append(f"{o.folder or 'output'}: its models were chosen different "
+                         f"postprocessing ({', '.join(sorted(chosen))}); none applied (set "
+                         f"--postprocessing to choose one)")
+    return notes
+
+
+def plan_outputs(models: list[ModelRef], ensemble: str | None) -> list[Output]:
+    """Group the chosen models into outputs (see the module docstring)."""
+    groups: dict[tuple[str, str], list[ModelRef]] = {}
+    for m in sorted(models, key=lambda m: (m.phase, m.arch, m.rank)):
+        groups.setdefault((m.phase, m.arch), []).append(m)
+
+    def by(key) -> dict[str, list[list[ModelRef]]]:
+        out: dict[str, list[list[ModelRef]]] = {}
+        for (phase, arch), g in groups.items():
+            out.setdefault(key(phase, arch), []).append(g)
+        return out
+
+    if ensemble == "all":
+        outs = {"": list(groups.values())}
+    elif ensemble == "archs":
+        outs = by(lambda phase, arch: phase)
+    elif ensemble == "phases":
+        outs = by(lambda phase, arch: arch)
+    else:
+        outs = by(lambda phase, arch: f"{phase}/{arch}")
+    if len(outs) == 1:
+        return [Output("", next(iter(outs.values())))]
+    return [Output(folder, gs) for folder, gs in outs.items()]
+
+
+# --------------------------------------------------------------------------- input cases
+
+
+def find_cases(inputs: list[Path]) -> dict[str, dict[str, Path]]:
+    """``-i`` folder(s) or files -> {case: {channel "0001": path}}. Files named like a
+    channel but not NIfTI are kept (the case then fails with a clear message)."""
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ConfigError(f"-i {p}: no such file or folder")
+    cases: dict[str, dict[str, Path]] = {}
+    ignored = []
+    for f in files:
+        m = CHANNEL_FILE.match(f.name)
+        if m is None:
+            ignored.append(f.name)
+            continue
+        cases.setdefault(m.group("case"), {})[m.group("ch")] = f
+    if ignored:
+        print(f"note: ignored {len(ignored)} file(s) not named CASE_XXXX.nii.gz: "
+              f"{', '.join(ignored[:5])}{' ...' if len(ignored) > 5 else ''}", file=sys.stderr)
+    if not cases:
+        where = ", ".join(str(p) for p in inputs)
+        raise DataError(f"-i {where}: no input images; expected files named CASE_0000.nii.gz "
+                        f"(one per channel, as in the training data)")
+    return dict(sorted(cases.items()))
+
+
+def read_case(case: str, files: dict[str, Path], phases: list[str],
+              channels: dict[str, str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The phases' native volumes of one case, checked: {phase: (X, Y, Z)}, affine."""
+    from study.data.dataset import AFFINE_ATOL, read_volume
+
+    vols: dict[str, np.ndarray] = {}
+    first: tuple[Path, np.ndarray, np.ndarray] | None = None
+    for phase in phases:
+        ch = channels[phase]
+        path = files.get(ch)
+        if path is None:
+            have = ", ".join(sorted(f.name for f in files.values()))
+            raise DataError(f"case {case}: missing channel {ch} ({phase}): no {case}_{ch}.nii.gz "
+                            f"(found {have}); add the {phase} image or choose models with "
+                            f"--phase")
+        if not NIFTI.match(path.name):
+            raise DataError(f"case {case}: {path} is not a NIfTI file (.nii or .nii.gz); "
+                            f"convert it, e.g. with SimpleITK or dcm2niix")
+        data, affine = read_volume(path)
+        if not np.all(np.isfinite(data)):
+            raise DataError(f"case {case}: {path} has NaN/Inf voxels; replace them and re-export")
+        if first is None:
+            first = (path, data, affine)
+        elif data.shape != first[1].shape:
+            raise DataError(f"case {case}: {path} has shape {data.shape} but {first[0].name} has "
+                            f"{first[1].shape}; the phases of a case must be on one grid")
+        elif not np.allclose(affine, first[2], atol=AFFINE_ATOL, rtol=0):
+            raise DataError(f"case {case}: {path} has another affine than {first[0].name}; "
+                            f"resample the phases onto one grid first")
+        vols[phase] = data
+    assert first is not None
+    return vols, first[2]
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+class Predictor:
+    """Loads each model once; turns a case's native volumes into probability maps."""
+
+    def __init__(self, bundle: Bundle, device=None):
+        from study.train.engine import resolve_device
+
+        self.bundle = bundle
+        self.device = resolve_device(device)
+        self._models: dict[str, tuple] = {}
+
+    def model(self, ref: ModelRef):
+        if ref.key not in self._models:
+            from study.train.checkpoint import load_model
+
+            if ref.path is None:
+                raise ConfigError(f"{self.bundle.source}: the checkpoint of trial {ref.trial} "
+                                  f"({ref.key}) is gone; choose a smaller --top")
+            self._models[ref.key] = load_model(ref.path, device=self.device)
+        return self._models[ref.key]
+
+    def threshold(self, refs: list[ModelRef]) -> float:
+        return float(self.model(refs[0])[1].threshold)
+
+    def probability(self, groups: list[list[ModelRef]], grid_images: dict[str, np.ndarray]):
+        """Mean over groups of the mean over each group's models, on the study grid."""
+        from study.evaluation.inference import predict_volume
+        from study.models import model_kind
+
+        total = None
+        for group in groups:
+            acc = None
+            for ref in group:
+                model, cfg = self.model(ref)
+                image = np.stack([grid_images[p] for p in cfg.phases])
+                prob = predict_volume(model, model_kind(cfg.arch), image, patch=cfg.patch,
+                                      overlap=cfg.overlap, batch_size=cfg.eval_batch_size)
+                acc = prob if acc is None else acc + prob
+            mean = acc / np.float32(len(group)) if len(group) > 1 else acc
+            total = mean if total is None else total + mean
+        return total / np.float32(len(groups)) if len(groups) > 1 else total
+
+    def input_phases(self, refs: list[ModelRef]) -> list[str]:
+        return sorted({p for r in refs for p in self.model(r)[1].phases})
+
+
+def _paths(out: Path, o: Output, case: str, probabilities: bool) -> list[Path]:
+    base = out / o.folder if o.folder else out
+    return [base / f"{case}.nii.gz"] + ([base / f"{case}.npz"] if probabilities else [])
+
+
+def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: list[Output],
+                 out: Path, *, probabilities: bool = False) -> dict[str, list[str]]:
+    """Segment one case into every output; return {written file: model keys}."""
+    from study.data.dataset import voxel_spacing
+    from study.data.resample import preprocess_image
+    from study.evaluation.inference import save_nifti
+    from study.evaluation.native import to_native
+    from study.evaluation.postprocess import apply
+    from study.io import atomic_path
+
+    every = [m for o in outputs for m in o.models]
+    phases = pred.input_phases(every)
+    vols, affine = read_case(case, files, phases, pred.bundle.channels)
+    grid = pred.bundle.grid
+    grid_images = {p: preprocess_image(v[None], grid)[0] for p, v in vols.items()}
+    shape = next(iter(vols.values())).shape
+    written: dict[str, list[str]] = {}
+    results = []
+    for o in outputs:  # compute everything first: a failure leaves no file of this case
+        prob = to_native(pred.probability(o.groups, grid_images), shape)
+        results.append((o, prob, pred.threshold(o.models)))
+    for o, prob, threshold in results:
+        paths = _paths(out, o, case, probabilities)
+        mask = apply(prob >= threshold, voxel_spacing(affine), o.postprocessing)
+        save_nifti(mask.astype(np.uint8), affine, paths[0])
+        if probabilities:
+            with atomic_path(paths[1], suffix=".npz") as tmp:
+                np.savez_compressed(tmp, probabilities=prob.astype(np.float16), affine=affine)
+        for p in paths:
+            written[str(p.relative_to(out))] = [m.key for m in o.models]
+    return written
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.apply.predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run directory (runs/NAME) or model archive (.zip from study.apply.export)")
+    p.add_argument("-i", "--input", nargs="+", required=True, type=Path,
+                   help="folder of cases (CASE_0000.nii.gz ...) or the files of cases")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--model", default="best", choices=["best", "cv"],
+                   help="best: the budget-aware best trial per (phase, arch) (default); cv: "
+                        "the fold ensemble of each phase's cross-validated winner "
+                        "(a study run with --finalists)")
+    p.add_argument("--phase", nargs="+", help="only models of these phases")
+    p.add_argument("--arch", nargs="+", help="only models of these architectures")
+    p.add_argument("--top", type=int, default=1,
+                   help="average the K best trials of each (phase, arch) (default 1)")
+    p.add_argument("--ensemble", choices=ENSEMBLES,
+                   help="average over architectures (per phase), phases (per arch), or all")
+    p.add_argument("--postprocessing", default="auto",
+                   help="auto (default: what the study chose on validation for these models), "
+                        "none, or a candidate of study.evaluation.postprocess (e.g. largest)")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write CASE.npz: float16 probabilities on the source grid")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="skip cases whose outputs already exist")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    return p
+
+
+def _record(out: Path, info: dict) -> None:
+    from study.io import write_text_atomic
+
+    write_text_atomic(out / "predictions.json", json.dumps(info, indent=1, default=str))
+
+
+def _previous(out: Path) -> dict:
+    path = out / "predictions.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _main(argv=None) -> int:
+    from tqdm.auto import tqdm
+
+    from study.io import ensure_writable_dir
+
+    args = build_parser().parse_args(argv)
+    with open_bundle(args.run) as bundle:
+        models = bundle.select(phases=args.phase, archs=args.arch, top=args.top,
+                               model=args.model)
+        outputs = plan_outputs(models, args.ensemble)
+        for note in set_postprocessing(outputs, args.postprocessing):
+            print(f"note: {note}", file=sys.stderr)
+        cases = find_cases(args.input)
+        out = ensure_writable_dir(args.output, "-o", ConfigError)
+        pred = Predictor(bundle, args.device)
+        for o in outputs:
+            pred.input_phases(o.models)  # load every model now: a bad checkpoint fails early
+        info = {"source": str(bundle.source), "run": bundle.name, "label": bundle.label,
+                "label_value": bundle.label_value, "grid": list(bundle.grid),
+                "top": args.top, "ensemble": args.ensemble, "device": str(pred.device),
+                "models": {m.key: {**m.describe(), "path": bundle.where(m)} for m in models},
+                "postprocessing": {o.folder or ".": o.postprocessing for o in outputs},
+                "files": {}, "failed": {}}
+        if args.resume:
+            prev = _previous(out)
+            info["files"].update(prev.get("files") or {})
+        print(f"{len(cases)} case(s), {len(models)} model(s) "
+              f"({', '.join(m.key for m in models)}) -> {len(outputs)} output(s) per case in "
+              f"{out}", file=sys.stderr)
+        failed = {}
+        for case, files in tqdm(cases.items(), desc="predict", unit="case", file=sys.stderr):
+            if args.resume and all(p.is_file() for o in outputs
+                                   for p in _paths(out, o, case, args.save_probabilities)):
+                continue
+            try:
+                info["files"].update(predict_case(pred, case, files, outputs, out,
+                                                  probabilities=args.save_probabilities))
+            except UserError as exc:
+                msg = str(exc) if str(exc).startswith(f"case {case}:") else f"case {case}: {exc}"
+                failed[case] = msg
+                tqdm.write(f"error: {msg}", file=sys.stderr)
+            info["failed"] = failed
+            _record(out, info)
+        _record(out, info)
+    done = len(cases) - len(failed)
+    print(f"predicted {done} of {len(cases)} case(s) into {out}"
+          + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
+    return 2 if failed else 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -109,7 +109,7 @@ def _main(argv=None) -> int:
     if saved:  # a resumed run keeps its original settings
         for key in SAVED_ARGS:
             setattr(args, key, saved["args"].get(key))
-    from study.tune.study import StudySettings, run_study
+    from study.tune import StudySettings, run_study
 
     settings = StudySettings.from_args(args, run_dir, saved)  # validates space, budget, counts
     check_writable(run_dir.parent)

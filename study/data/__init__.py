@@ -1,4 +1,5 @@
-"""The data layer: raw data set reading and checks, phantom, preprocessing cache, samplers.
+"""Data: takes a data set folder (dataset.json + NIfTI, nnU-Net v2 raw layout), gives checks,
+a preprocessed cache with its split (`Prepared`) and seeded samplers; CLI ``python -m study.data``.
 
 See docs/CONTRACTS.md ("study/data") for the interface.
 """

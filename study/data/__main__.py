@@ -86,5 +86,10 @@ def main(argv=None) -> int:
                       "`prepare DATASET`, `phantom OUT` or `bench`")
 
 
+def cli() -> int:
+    """The console command (pyproject `[project.scripts]`)."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
     sys.exit(run_cli(main))

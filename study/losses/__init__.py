@@ -1,4 +1,5 @@
-"""Segmentation losses of the report (SCIENCE.md "Losses") and the loss schedule.
+"""Losses: take logits and a binary target, give a float32 scalar; the report's losses
+(SCIENCE.md "Losses"), one file each, the registry `LOSS_FUNCTIONS` and the loss schedule.
 
 All losses take ``logits`` (any shape, e.g. ``(B, 1, ...)``) and a binary ``target`` of
 the same shape, compute ``p = sigmoid(logits)`` in float32 (safe under bf16 autocast) and

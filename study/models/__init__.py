@@ -1,4 +1,5 @@
-"""Model registry: the U-Net family of the report.
+"""Models: takes an architecture name and the number of phases, gives a torch module (the
+U-Net family of the report; one file per architecture, registered in `study.names.ARCHS`).
 
 ``MODELS[name] -> ModelInfo(name, kind, cls, default_base, default_depth)``;
 ``build_model(arch, in_phases, base_channels=None, depth=None)`` builds one;

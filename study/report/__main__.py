@@ -31,5 +31,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The console command (pyproject `[project.scripts]`)."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -2,7 +2,6 @@
 
 import sys
 
-from study.errors import run_cli
-from study.train.cli import main
+from study.train.cli import cli
 
-sys.exit(run_cli(main))
+sys.exit(cli())

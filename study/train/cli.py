@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from study.errors import ConfigError
+from study.errors import ConfigError, run_cli
 from study.names import ARCH_NAMES, LOSSES, LRDEHL_VARIANTS
 
 
@@ -247,3 +247,7 @@ def _read_iteration(model_dir: Path) -> int:
 
     return json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))["iteration"]
 
+
+def cli() -> int:
+    """The console command (pyproject `[project.scripts]`); `python -m study.train` runs it."""
+    return run_cli(main)

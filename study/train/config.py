@@ -1,6 +1,6 @@
 """`TrainConfig`: everything one training run needs, JSON round-trippable.
 
-Re-exported by `study.train.engine`; see docs/CONTRACTS.md ("study/engine.py").
+Exposed by `study.train`; see docs/CONTRACTS.md ("study/train").
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ class ModelRef:
     budget: int | None = None
     postprocessing: str = "none"  # chosen on validation by the study (rank 1 only)
     kind: str = "trial"  # or "fold": a fold model of a cross-validated finalist (rank = fold+1)
+    max_budget: int | None = None  # the full budget of the trial's search
 
     @property
     def key(self) -> str:
@@ -47,8 +48,8 @@ class ModelRef:
 
     def describe(self) -> dict:
         return {"phase": self.phase, "arch": self.arch, "trial": self.trial, "rank": self.rank,
-                "val_dice": self.val_dice, "budget": self.budget,
-                "postprocessing": self.postprocessing}
+                "val_dice": self.val_dice, "budget": self.budget, "max_budget": self.max_budget,
+                "postprocessing": self.postprocessing, "kind": self.kind}
 
 
 @dataclass
@@ -64,6 +65,15 @@ class Bundle:
     versions: dict = field(default_factory=dict)
     finalists: list[ModelRef] = field(default_factory=list)  # winners' fold models (--finalists)
     _tmp: Path | None = None  # where an archive was unpacked (removed by close())
+
+    @property
+    def is_archive(self) -> bool:
+        return self.source.is_file()
+
+    @property
+    def unpacked(self) -> Path | None:
+        """Where an archive was unpacked (None for a run directory)."""
+        return self._tmp
 
     # --- the data set's naming -------------------------------------------------------------
     @property
@@ -98,18 +108,11 @@ class Bundle:
         chosen = [m for m in self.models if m.path is not None
                   and (not phases or m.phase in phases) and (not archs or m.arch in archs)]
         if not chosen:
+            hint = (" (this archive holds a cross-validated fold ensemble: use --model cv)"
+                    if self.finalists else "; run or resume the study first")
             raise ConfigError(f"{self.source}: no trained model to apply (no finished trial "
-                              f"with a checkpoint); run or resume the study first")
-        chosen = [m for m in chosen if m.rank <= top]  # ranks count every trial, as the run did
-        for phase, arch in sorted({(m.phase, m.arch) for m in chosen}):
-            n = sum((m.phase, m.arch) == (phase, arch) for m in chosen)
-            if n < top:
-                import sys
-
-                print(f"note: {phase}/{arch}: {n} of its {top} best trials have a checkpoint "
-                      f"(fewer trials ran, or some failed or lost theirs); using {n}",
-                      file=sys.stderr)
-        return chosen
+                              f"with a checkpoint){hint}")
+        return _top_rung(chosen, top)
 
     def _select_folds(self, phases, archs, top: int) -> list[ModelRef]:
         if not self.finalists:
@@ -142,6 +145,35 @@ class Bundle:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _top_rung(chosen: list[ModelRef], top: int) -> list[ModelRef]:
+    """The ``top`` best models of each (phase, arch) among those that reached the highest
+    budget any of its trials reached (ranks are budget-first, so these are ranks 1..n): an
+    ensemble never averages a full-budget model with one ASHA stopped early. Says on stderr
+    where fewer than ``top`` qualify, and where the highest rung is not the full budget."""
+    import sys
+
+    out = []
+    for phase, arch in sorted({(m.phase, m.arch) for m in chosen}):
+        group = sorted((m for m in chosen if (m.phase, m.arch) == (phase, arch)),
+                       key=lambda m: m.rank)
+        rung = max((m.budget or 0) for m in group)
+        keep = [m for m in group if (m.budget or 0) == rung][:top]
+        out += keep
+        if top == 1:
+            continue
+        full = group[0].max_budget
+        where = (f"the full budget ({rung} iterations)" if full is None or rung >= full else
+                 f"{rung} iterations, the highest rung any of its trials reached (the full "
+                 f"budget is {full})")
+        if len(keep) < top:
+            print(f"note: {phase}/{arch}: {len(keep)} of its {top} best trials reached "
+                  f"{where} with a checkpoint; using {len(keep)}", file=sys.stderr)
+        elif full is not None and rung < full:
+            print(f"note: {phase}/{arch}: no trial reached the full budget; the top {top} are "
+                  f"taken at {where}", file=sys.stderr)
+    return out
 
 
 # --------------------------------------------------------------------------- reading
@@ -190,7 +222,8 @@ def _from_run(run: Path) -> Bundle:
             ckpt = None
         models.append(ModelRef(r["phase"], r["arch"], r["trial"], int(r["rank"]), ckpt,
                                r["final_val_dice"] if r["final_val_dice"] is not None
-                               else r["best_val_dice"], r["budget"], _chosen(ckpt)))
+                               else r["best_val_dice"], r["budget"], _chosen(ckpt),
+                               max_budget=r["max_budget"]))
     label = meta.get("label") or prep.get("label")
     value = prep.get("label_value")
     if value is None:
@@ -255,13 +288,16 @@ def _from_archive(path: Path) -> Bundle:
         if man.get("format") != FORMAT:
             raise ConfigError(f"{path}: archive format {man.get('format')!r}, this version "
                               f"reads {FORMAT}; export it again with this version")
-        models = [ModelRef(m["phase"], m["arch"], m["trial"], int(m["rank"]), tmp / m["dir"],
-                           m.get("val_dice"), m.get("budget"), m.get("postprocessing") or "none")
-                  for m in man["models"]]
+        refs = [ModelRef(m["phase"], m["arch"], m["trial"], int(m["rank"]), tmp / m["dir"],
+                         m.get("val_dice"), m.get("budget"), m.get("postprocessing") or "none",
+                         kind=m.get("kind") or "trial", max_budget=m.get("max_budget"))
+                for m in man["models"]]
         return Bundle(source=path, name=man["name"], dataset=_json(tmp / "dataset.json",
                                                                    "an nnU-Net dataset.json"),
                       label=man["label"], label_value=int(man["label_value"]),
-                      grid=tuple(int(g) for g in man["grid"]), models=models,
+                      grid=tuple(int(g) for g in man["grid"]),
+                      models=[m for m in refs if m.kind != "fold"],
+                      finalists=[m for m in refs if m.kind == "fold"],
                       preprocessing=man.get("preprocessing") or {},
                       versions=man.get("versions") or {}, _tmp=tmp)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
@@ -283,15 +319,16 @@ def export_bundle(bundle: Bundle, models: list[ModelRef], out: str | os.PathLike
 
     from study import __version__
     from study.io import atomic_path
-    from study.train.checkpoint import CONFIG_FILE, MODEL_FILE
+    from study.train.checkpoint import CONFIG_FILE, MODEL_FILE, load_weights
 
     out = Path(out)
     entries = []
     with atomic_path(out, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w",
                                                                   zipfile.ZIP_DEFLATED) as zf:
         for m in models:
-            member = f"models/{m.phase}/{m.arch}/rank{m.rank}"
-            payload = torch.load(m.path / MODEL_FILE, map_location="cpu", weights_only=False)
+            member = (f"models/{m.phase}/{m.arch}/fold{m.rank - 1}" if m.kind == "fold" else
+                      f"models/{m.phase}/{m.arch}/rank{m.rank}")
+            payload = load_weights(m.path / MODEL_FILE)  # plain weights only, or refused
             for k in ("optimizer", "rng", "sampler"):  # training state: not needed to predict
                 payload[k] = None
             with tempfile.TemporaryDirectory() as d:
@@ -302,6 +339,10 @@ def export_bundle(bundle: Bundle, models: list[ModelRef], out: str | os.PathLike
                 zf.write(m.path / POSTPROCESSING_FILE, f"{member}/{POSTPROCESSING_FILE}")
             entries.append({**m.describe(), "dir": member})
         zf.writestr("dataset.json", json.dumps(bundle.dataset, indent=1))
+        from study.apply.validation import CACHE_FILE
+
+        if not bundle.is_archive and (Path(bundle.source) / CACHE_FILE).is_file():
+            zf.write(Path(bundle.source) / CACHE_FILE, CACHE_FILE)  # what predict will print
         manifest = {"format": FORMAT, "name": bundle.name, "source": str(bundle.source),
                     "label": bundle.label, "label_value": bundle.label_value,
                     "grid": list(bundle.grid), "channels": bundle.channels,

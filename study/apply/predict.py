@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from study.apply.bundle import Bundle, ModelRef, open_bundle
+from study.apply.validation import Validator, decide
 from study.errors import ConfigError, DataError, UserError, run_cli
 
 NIFTI = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})\.nii(\.gz)?$")
@@ -56,6 +57,8 @@ class Output:
     folder: str  # relative to OUT ("" = OUT itself)
     groups: list[list[ModelRef]]  # each group: the top-K models of one (phase, arch)
     postprocessing: str = "none"  # applied to the thresholded mask (study.evaluation.postprocess)
+    tta: bool = False  # test-time mirroring (study.evaluation.inference.mirror_axes_for)
+    validation: dict | None = None  # its validation record (study.apply.validation)
 
     @property
     def models(self) -> list[ModelRef]:
@@ -203,9 +206,12 @@ class Predictor:
     def threshold(self, refs: list[ModelRef]) -> float:
         return float(self.model(refs[0])[1].threshold)
 
-    def probability(self, groups: list[list[ModelRef]], grid_images: dict[str, np.ndarray]):
-        """Mean over groups of the mean over each group's models, on the study grid."""
-        from study.evaluation.inference import predict_volume
+    def probability(self, groups: list[list[ModelRef]], grid_images: dict[str, np.ndarray],
+                    *, tta: bool = False, affine=None):
+        """Mean over groups of the mean over each group's models, on the study grid; with
+        ``tta`` each model's map is itself the mean over its mirrorings (the axes of
+        `mirror_axes_for` the volume's ``affine``)."""
+        from study.evaluation.inference import mirror_axes_for, predict_volume
         from study.models import model_kind
 
         total = None
@@ -214,8 +220,10 @@ class Predictor:
             for ref in group:
                 model, cfg = self.model(ref)
                 image = np.stack([grid_images[p] for p in cfg.phases])
-                prob = predict_volume(model, model_kind(cfg.arch), image, patch=cfg.patch,
-                                      overlap=cfg.overlap, batch_size=cfg.eval_batch_size)
+                kind = model_kind(cfg.arch)
+                prob = predict_volume(model, kind, image, patch=cfg.patch,
+                                      overlap=cfg.overlap, batch_size=cfg.eval_batch_size,
+                                      mirror_axes=mirror_axes_for(kind, affine) if tta else ())
                 acc = prob if acc is None else acc + prob
             mean = acc / np.float32(len(group)) if len(group) > 1 else acc
             total = mean if total is None else total + mean
@@ -249,7 +257,8 @@ def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: li
     written: dict[str, list[str]] = {}
     results = []
     for o in outputs:  # compute everything first: a failure leaves no file of this case
-        prob = to_native(pred.probability(o.groups, grid_images), shape)
+        prob = to_native(pred.probability(o.groups, grid_images, tta=o.tta, affine=affine),
+                         shape)
         results.append((o, prob, pred.threshold(o.models)))
     for o, prob, threshold in results:
         paths = _paths(out, o, case, probabilities)
@@ -286,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--postprocessing", default="auto",
                    help="auto (default: what the study chose on validation for these models), "
                         "none, or a candidate of study.evaluation.postprocess (e.g. largest)")
+    p.add_argument("--tta", default="auto", choices=["auto", "none", "mirror"],
+                   help="test-time mirroring along every axis but left-right (in-plane only "
+                        "for 2D models): auto (default) = on only where it scores better on "
+                        "the run's validation cases; none; mirror = always")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write CASE.npz: float16 probabilities on the source grid")
     p.add_argument("--continue", dest="resume", action="store_true",
@@ -325,11 +338,15 @@ def _main(argv=None) -> int:
         pred = Predictor(bundle, args.device)
         for o in outputs:
             pred.input_phases(o.models)  # load every model now: a bad checkpoint fails early
+        for line in decide(Validator(pred, bundle), outputs, args.tta, args.postprocessing):
+            print(line)
         info = {"source": str(bundle.source), "run": bundle.name, "label": bundle.label,
                 "label_value": bundle.label_value, "grid": list(bundle.grid),
                 "top": args.top, "ensemble": args.ensemble, "device": str(pred.device),
                 "models": {m.key: {**m.describe(), "path": bundle.where(m)} for m in models},
                 "postprocessing": {o.folder or ".": o.postprocessing for o in outputs},
+                "tta": {o.folder or ".": "mirror" if o.tta else "none" for o in outputs},
+                "validation": {o.folder or ".": o.validation for o in outputs},
                 "files": {}, "failed": {}}
         if args.resume:
             prev = _previous(out)

@@ -14,7 +14,9 @@ channels-last memory. The model is put in eval mode and its previous mode is res
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,32 @@ def _run_3d(model, image, patch, overlap, batch_size, dev):
     return torch.sigmoid(logits[0, 0].float())
 
 
+def mirror_sets(kind: str, axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of ``axes`` (the empty one first): the flips of test-time mirroring."""
+    axes = tuple(sorted({int(a) for a in axes}))
+    allowed = (0, 1, 2) if kind == "3d" else (0, 1)
+    if any(a not in allowed for a in axes):
+        raise ConfigError(f"mirror axes {axes}: a {kind} model mirrors along "
+                          f"{', '.join(map(str, allowed))} only (2D models predict each slice "
+                          f"on its own: flipping the slice axis changes nothing)")
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+
+def mirror_axes_for(kind: str, affine=None) -> tuple[int, ...]:
+    """Axes test-time mirroring flips for a volume with this ``affine``: every axis except
+    the one closest to left-right (mirroring the body left-right puts the liver on the wrong
+    side), and for 2D/2.5D models only the in-plane axes X, Y. Without an affine, axis 0 is
+    taken as left-right (NIfTI's usual RAS/LPS storage)."""
+    lr = 0
+    if affine is not None:
+        import nibabel as nib
+
+        codes = nib.orientations.aff2axcodes(np.asarray(affine, dtype=float))
+        lr = next((i for i, c in enumerate(codes) if c in ("L", "R")), 0)
+    axes = (0, 1, 2) if kind == "3d" else (0, 1)
+    return tuple(a for a in axes if a != lr)
+
+
 def predict_volume(
     model: torch.nn.Module,
     kind: str,
@@ -139,13 +167,17 @@ def predict_volume(
     overlap: float = 0.5,
     batch_size: int = 8,
     device: str | torch.device | None = None,
+    mirror_axes: Sequence[int] = (),
 ) -> np.ndarray:
     """Probability map ``(X, Y, Z)`` float32 for ``image`` ``(C, X, Y, Z)`` float32.
 
     ``kind`` is the model kind (``study.models.model_kind(arch)``). ``patch`` and
     ``overlap`` (fraction of the window shared with its neighbour, 0 <= overlap < 1) apply
     to 3D models only; ``batch_size`` is windows (3D) or slices (2D/2.5D) per forward pass.
-    ``device=None`` runs where the model's parameters are.
+    ``device=None`` runs where the model's parameters are. ``mirror_axes`` (test-time
+    mirroring, as nnU-Net): the volume is also predicted flipped along every non-empty
+    subset of these axes (0 = X, 1 = Y, 2 = Z; in-plane only for 2D/2.5D models), each map
+    flipped back, and the 2**k probability maps averaged; see `mirror_axes_for`.
     """
     if kind not in KINDS:
         raise ConfigError(f"model kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
@@ -156,6 +188,7 @@ def predict_volume(
         raise ConfigError(f"overlap must be in [0, 1); got {overlap}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1; got {batch_size}")
+    flips = mirror_sets(kind, mirror_axes)
     dev = torch.device(device) if device is not None else _model_device(model)
     if _model_device(model) != dev:
         model.to(dev)
@@ -167,11 +200,16 @@ def predict_volume(
     try:
         with torch.inference_mode(), _autocast(dev):
             x = torch.as_tensor(np.ascontiguousarray(image, dtype=np.float32)).to(dev)
-            if kind == "3d":
-                prob = _run_3d(model, x, patch, float(overlap), batch_size, dev)
-            else:
-                prob = _run_2d(model, x, kind, batch_size, dev)
-            return prob.float().cpu().numpy()
+            total = None
+            for flip in flips:
+                xi = torch.flip(x, [a + 1 for a in flip]) if flip else x
+                if kind == "3d":
+                    prob = _run_3d(model, xi, patch, float(overlap), batch_size, dev)
+                else:
+                    prob = _run_2d(model, xi, kind, batch_size, dev)
+                prob = (torch.flip(prob, list(flip)) if flip else prob).float()
+                total = prob if total is None else total + prob
+            return (total / len(flips) if len(flips) > 1 else total).cpu().numpy()
     finally:
         model.train(was_training)
 

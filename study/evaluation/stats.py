@@ -33,16 +33,27 @@ def bootstrap_ci(values: Sequence[float], *, seed: int = BOOTSTRAP_SEED,
 
 
 
+def min_p_value(n_effective: int) -> float:
+    """The smallest two-sided p-value the exact Wilcoxon signed-rank test can give with
+    ``n_effective`` non-zero differences: every sign agreeing, 2 / 2**n (0.0625 with 5,
+    0.03125 with 6): below 6 effective pairs p < 0.05 is impossible."""
+    return min(1.0, 2.0 / 2.0 ** n_effective) if n_effective > 0 else 1.0
+
+
 def wilcoxon_pair(a: Sequence[float], b: Sequence[float]) -> dict:
     """Paired Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, two-sided, its default
-    zero handling and method) of per-case values ``a`` vs ``b``: n, median of ``a - b``,
-    statistic, p-value. Every difference zero: p = 1 (nothing to tell apart)."""
+    zero handling and method) of per-case values ``a`` vs ``b``: n (pairs), n_effective (the
+    non-zero differences the test uses: scipy's default ``zero_method="wilcox"`` drops the
+    zeros), min_p (`min_p_value` of n_effective), median of ``a - b``, statistic, p-value.
+    Every difference zero: p = 1 (nothing to tell apart)."""
     import numpy as np
     from scipy import stats
 
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = x - y
-    out = {"n": int(d.size), "median_diff": float(np.median(d)) if d.size else None,
+    n_eff = int(np.count_nonzero(d))
+    out = {"n": int(d.size), "n_effective": n_eff, "min_p": min_p_value(n_eff),
+           "median_diff": float(np.median(d)) if d.size else None,
            "statistic": None, "p_value": None}
     if d.size == 0:
         return out

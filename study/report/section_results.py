@@ -64,14 +64,15 @@ CI_NOTE = (f"Under each mean: its 95% bootstrap confidence interval over the tes
 def paired_table_html(tests: pl.DataFrame, show_run: bool) -> str:
     """The paired Wilcoxon tests (tables.paired_tests) as a table, the verdict in words."""
     headers = (["Run"] if show_run else []) + [
-        "Compared", "Within", "A", "B", "Cases", "Median Dice difference (A − B)", "p-value",
-        "Result"]
+        "Compared", "Within", "A", "B", "Cases (non-zero differences)",
+        "Median Dice difference (A − B)", "p-value", "Result"]
     rows = []
     for r in tests.to_dicts():
         p = r["p_value"]
         rows.append(([cell(esc(r["run"]), "k")] if show_run else []) + [
             cell(esc(r["compare"]), "k"), cell(esc(r["within"]), "k"), cell(esc(r["a"])),
-            cell(esc(r["b"])), cell(str(r["n"])), cell(fmt(r["median_diff"], "dice")),
+            cell(esc(r["b"])), cell(f"{r['n']} ({r['n_effective']})"),
+            cell(fmt(r["median_diff"], "dice")),
             cell("–" if p is None else f"{p:.4f}"), cell(esc(r["verdict"]))])
     return table(headers, rows)
 
@@ -86,8 +87,11 @@ def paired_section(results: pl.DataFrame, show_run: bool) -> str:
         "Each pair of architectures tested on a phase, and each pair of phases of an "
         "architecture, compared case by case on the same test cases (scipy.stats.wilcoxon, "
         "two-sided). Median difference = median over cases of A − B. 'not distinguishable at "
-        "5%' means p ≥ 0.05: the test cases do not show that one is better. With n cases the "
-        "smallest possible p is 2 / 2^n (0.25 with 3 cases, 0.0078 with 8)."))
+        "5%' means p ≥ 0.05: the test cases do not show that one is better. The test drops "
+        "cases whose difference is exactly zero (scipy's default), so its effective n is the "
+        "number of non-zero differences, shown in brackets. With n effective pairs the "
+        "smallest possible p is 2 / 2^n (0.25 with 3, 0.0625 with 5, 0.0078 with 8): below 6 "
+        "p < 0.05 is impossible, and the result says so."))
     parts.append(paired_table_html(tests, show_run))
     return "".join(parts)
 

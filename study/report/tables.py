@@ -19,6 +19,7 @@ from study.evaluation.stats import (  # noqa: F401  (the report's statistics, re
     BOOTSTRAP_SEED,
     CONFIDENCE,
     bootstrap_ci,
+    min_p_value,
     wilcoxon_pair,
 )
 from study.names import ARCH_NAMES
@@ -271,15 +272,22 @@ def mean_cis(results: pl.DataFrame, metrics: Sequence[str] = SEED_METRICS) -> pl
 
 
 PAIRED_SCHEMA = {"run": pl.String, "compare": pl.String, "within": pl.String, "a": pl.String,
-                 "b": pl.String, "metric": pl.String, "n": pl.Int64, "median_diff": pl.Float64,
+                 "b": pl.String, "metric": pl.String, "n": pl.Int64, "n_effective": pl.Int64,
+                 "min_p": pl.Float64, "median_diff": pl.Float64,
                  "statistic": pl.Float64, "p_value": pl.Float64, "verdict": pl.String}
 
 
 def verdict(p_value: float | None, median_diff: float | None, a: str, b: str,
-            alpha: float = ALPHA) -> str:
-    """The test's result in words."""
+            alpha: float = ALPHA, n_effective: int | None = None) -> str:
+    """The test's result in words; says so when ``n_effective`` non-zero differences cannot
+    reach ``p < alpha`` whatever the data (`study.evaluation.stats.min_p_value`)."""
     if p_value is None or not math.isfinite(p_value):
         return "no paired cases: not tested"
+    if n_effective == 0:
+        return f"identical on every paired case: not distinguishable at {alpha:.0%}"
+    if n_effective is not None and min_p_value(n_effective) >= alpha:
+        return (f"cannot reach p < {alpha:g} with n = {n_effective} (non-zero differences); "
+                f"not distinguishable at {alpha:.0%}")
     if p_value < alpha:
         better = a if (median_diff or 0) > 0 else b
         return f"distinguishable at {alpha:.0%}: {better} higher"
@@ -306,7 +314,8 @@ def paired_tests(results: pl.DataFrame, metric: str = "dice") -> pl.DataFrame:
                     t = wilcoxon_pair([per[a][c] for c in cases], [per[b][c] for c in cases])
                     out.append({"run": run, "compare": compare, "within": w, "a": a, "b": b,
                                 "metric": metric, **t,
-                                "verdict": verdict(t["p_value"], t["median_diff"], a, b)})
+                                "verdict": verdict(t["p_value"], t["median_diff"], a, b,
+                                                   n_effective=t["n_effective"])})
     return pl.DataFrame(out, schema=PAIRED_SCHEMA)
 
 

@@ -51,9 +51,11 @@ def test_mean_cis_of_table_1(run_dir):
 def test_wilcoxon_by_hand():
     # 5 positive differences: W- = 0; exact two-sided p = 2 / 2^5 = 0.0625
     t = tables.wilcoxon_pair([0.1, 0.2, 0.3, 0.4, 0.5], [0.0] * 5)
-    assert t == {"n": 5, "median_diff": pytest.approx(0.3), "statistic": 0.0,
-                 "p_value": pytest.approx(0.0625)}
+    assert t == {"n": 5, "n_effective": 5, "min_p": 0.0625, "median_diff": pytest.approx(0.3),
+                 "statistic": 0.0, "p_value": pytest.approx(0.0625)}
     assert tables.verdict(t["p_value"], t["median_diff"], "a", "b") == "not distinguishable at 5%"
+    assert tables.verdict(t["p_value"], t["median_diff"], "a", "b", n_effective=5) == (
+        "cannot reach p < 0.05 with n = 5 (non-zero differences); not distinguishable at 5%")
     # 6: p = 2 / 2^6 = 0.03125, b is higher
     t = tables.wilcoxon_pair([0.0] * 6, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     assert t["p_value"] == pytest.approx(0.03125) and t["median_diff"] == pytest.approx(-0.35)
@@ -63,6 +65,20 @@ def test_wilcoxon_by_hand():
     t = tables.wilcoxon_pair([0.2, 0.3, 0.9], [0.1, 0.5, 0.6])
     assert t["statistic"] == 2.0 and t["p_value"] == pytest.approx(0.75)
     assert tables.wilcoxon_pair([0.4, 0.4], [0.4, 0.4])["p_value"] == 1.0  # identical
+
+
+def test_wilcoxon_effective_n_drops_zero_differences():
+    # 7 pairs, 3 of them tied: scipy's default drops the zeros, so 4 count and even four
+    # agreeing signs give p = 2 / 2^4 = 0.125 (what scipy says): p < 0.05 is out of reach
+    a = [0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9]
+    b = [0.4, 0.5, 0.6, 0.7, 0.9, 0.9, 0.9]
+    t = tables.wilcoxon_pair(a, b)
+    assert (t["n"], t["n_effective"]) == (7, 4)
+    assert t["min_p"] == 0.125 and t["p_value"] == pytest.approx(0.125)
+    assert tables.verdict(t["p_value"], t["median_diff"], "a", "b",
+                          n_effective=t["n_effective"]).startswith(
+        "cannot reach p < 0.05 with n = 4")
+    assert [tables.min_p_value(n) for n in (0, 1, 5, 6)] == [1.0, 1.0, 0.0625, 0.03125]
 
 
 def test_paired_tests_pair_by_case():
@@ -87,7 +103,8 @@ def test_paired_tests_pair_by_case():
     assert arch["verdict"] == "distinguishable at 5%: hybrid higher"
     ph = got[("phases", "hybrid", "arterial", "portal")]
     assert ph["n"] == 6 and ph["p_value"] == 1.0 and ph["median_diff"] == 0.0
-    assert ph["verdict"] == "not distinguishable at 5%"
+    assert ph["n_effective"] == 0
+    assert ph["verdict"] == "identical on every paired case: not distinguishable at 5%"
 
 
 def test_budget_flags():

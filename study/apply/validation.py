@@ -91,11 +91,15 @@ def validation_data(bundle):
         return None, f"the run's data set {data} is not on this machine"
     from study.data import prepare
 
-    prep = prepare(data, label=meta.get("label"), grid=tuple(bundle.grid),
+    cache = (meta.get("preprocessing") or {}).get("cache_dir")
+    root = Path(cache).parent if cache and Path(cache).is_dir() else None  # the run's cache
+    prep = prepare(data, label=meta.get("label"), grid=tuple(bundle.grid), cache_root=root,
                    seed=int(meta.get("split_seed", meta.get("seed", 0))), progress=False)
     if meta.get("fingerprint") and prep.fingerprint != meta["fingerprint"]:
         return None, (f"the data set at {data} differs from the one the run used (fingerprint "
                       f"{prep.fingerprint} != {meta['fingerprint']})")
+    if isinstance(meta.get("split"), dict):  # exactly the cases the run validated on
+        prep = prep.with_split(meta["split"])
     if not prep.split.get("val"):
         return None, "the run has no validation cases"
     return prep, None

@@ -30,7 +30,7 @@ def test_predict_and_evaluate_reproduce_a_smoke_study(ray_session, small_phantom
         for f in (small_phantom / "imagesTr").glob(f"{case}_*.nii.gz"):
             shutil.copy(f, inputs / f.name)
     out = tmp_path / "pred"
-    assert predict([str(run), "-i", str(inputs), "-o", str(out)]) == 0
+    assert predict([str(run), "-i", str(inputs), "-o", str(out), "--tta", "none"]) == 0
     native = displayed_test(read_metrics(run)).filter(pl.col("metric") == "dice")
     assert set(native["grid"]) == {"native"}
     assert native.height >= len(test_cases)

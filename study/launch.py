@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: budget's)")
     p.add_argument("--cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--dry-run", action="store_true",
+                   help="prepare the data, run the short warm-up, print the projected wall "
+                        "time of the study and exit (no run directory, no Ray)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="Ray's own console tables per trial (-vv: every result too); default: "
                         "one line per trial start / stop and a status line every minute")
@@ -92,15 +95,20 @@ def resolve_run(args) -> tuple[Path, dict | None]:
     return run_dir, None
 
 
-def _init_ray(address: str | None, cpus: int | None) -> None:
+def _init_ray(address: str | None, cpus: int | None, verbose: int = 1) -> None:
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return
+    # without -v, Ray's "Started a local Ray instance" info line is left out (warnings stay)
+    level = logging.INFO if verbose else logging.WARNING
     if address and address.lower() not in ("none", "local"):
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=level)
     else:
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True,
+                 logging_level=level)
 
 
 def _main(argv=None) -> int:
@@ -112,8 +120,14 @@ def _main(argv=None) -> int:
     from study.tune import StudySettings, run_study
 
     settings = StudySettings.from_args(args, run_dir, saved)  # validates space, budget, counts
-    check_writable(run_dir.parent)
-    rc = run_study(settings, saved=saved, init_ray=lambda: _init_ray(args.address, args.cpus))
+    if args.dry_run and args.resume:
+        raise ConfigError("--dry-run projects a new study; leave out --resume")
+    if not args.dry_run:
+        check_writable(run_dir.parent)
+    rc = run_study(settings, saved=saved,
+                   init_ray=lambda: _init_ray(args.address, args.cpus, args.verbose))
+    if args.dry_run:
+        return rc
     print(write_report(run_dir) if settings.report else "report: skipped (--no-report)")
     return rc
 

@@ -26,6 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from study.apply import cost
 from study.apply.bundle import export_bundle, open_bundle
 from study.errors import ConfigError, run_cli
 
@@ -39,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", nargs="+", help="only models of these architectures")
     p.add_argument("--top", type=int, default=1,
                    help="the K best trials per (phase, arch), among those at the highest rung")
-    p.add_argument("--model", default="best", choices=["best", "cv"],
+    p.add_argument("--model", default="best", type=cost.model_arg,
                    help="best (default): the budget-aware best trials; cv: the fold models of "
-                        "each phase's cross-validated winner (a study run with --finalists)")
+                        "each phase's cross-validated winner (a study run with --finalists); "
+                        "pareto:N: per phase, the N-th model of the Dice-against-cost front, "
+                        "cheapest first (study.apply.cost)")
+    cost.add_arguments(p)  # --max-params, --max-seconds
     return p
 
 
@@ -66,8 +70,8 @@ def _main(argv=None) -> int:
     if args.output.is_dir():
         raise ConfigError(f"-o {args.output}: is a folder; give a file name ending in .zip")
     with open_bundle(args.run) as bundle:
-        models = bundle.select(phases=args.phase, archs=args.arch, top=args.top,
-                               model=args.model)
+        models = cost.select(bundle, args) if cost.by_cost(args) else \
+            bundle.select(phases=args.phase, archs=args.arch, top=args.top, model=args.model)
         ensure_writable_dir(args.output.parent if str(args.output.parent) else Path("."), "-o",
                             ConfigError)
         _validate(bundle, models)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from study.apply import cost
 from study.apply.bundle import Bundle, ModelRef, open_bundle
 from study.apply.validation import Validator, decide
 from study.errors import ConfigError, DataError, UserError, run_cli
@@ -282,10 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", nargs="+", required=True, type=Path,
                    help="folder of cases (CASE_0000.nii.gz ...) or the files of cases")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    p.add_argument("--model", default="best", choices=["best", "cv"],
+    p.add_argument("--model", default="best", type=cost.model_arg,
                    help="best: the budget-aware best trial per (phase, arch) (default); cv: "
                         "the fold ensemble of each phase's cross-validated winner "
-                        "(a study run with --finalists)")
+                        "(a study run with --finalists); "
+                        "pareto:N: per phase, the N-th model of the Dice-against-cost front, "
+                        "cheapest first (study.apply.cost)")
+    cost.add_arguments(p)  # --max-params, --max-seconds
     p.add_argument("--phase", nargs="+", help="only models of these phases")
     p.add_argument("--arch", nargs="+", help="only models of these architectures")
     p.add_argument("--top", type=int, default=1,
@@ -328,8 +332,8 @@ def _main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     with open_bundle(args.run) as bundle:
-        models = bundle.select(phases=args.phase, archs=args.arch, top=args.top,
-                               model=args.model)
+        models = cost.select(bundle, args) if cost.by_cost(args) else \
+            bundle.select(phases=args.phase, archs=args.arch, top=args.top, model=args.model)
         outputs = plan_outputs(models, args.ensemble)
         for note in set_postprocessing(outputs, args.postprocessing):
             print(f"note: {note}", file=sys.stderr)

@@ -11,6 +11,7 @@ from study.errors import DataError
 from study.io import ensure_writable_dir, write_text_atomic
 from study.report.html import message, page
 from study.report.load import Run, all_metrics, all_trials, label_of, load_runs
+from study.report.section_cost import cost_section
 from study.report.section_media import pictures_section, provenance_section
 from study.report.section_results import results_section
 from study.report.section_study import study_section
@@ -33,7 +34,8 @@ def render(runs: Sequence[Run], *, max_cases: int = 3, generated: str | None = N
     else:
         sections = [
             ("results", "1. Test results", results_section(runs, metrics, trials)),
-            ("study", "2. The study", study_section(runs, metrics, trials)),
+            ("study", "2. The study", study_section(runs, metrics, trials)
+             + cost_section(runs, trials)),
             ("pictures", "3. Pictures", pictures_section(runs, max_cases)),
             ("provenance", "4. Provenance", provenance_section(runs, generated)),
             ("use", "5. Use the models", use_section(runs)),

@@ -5,6 +5,7 @@ See docs/CONTRACTS.md ("study/results").
 """
 
 from study.results.trials import (
+    COST_COLUMNS,
     GRIDS,
     METRIC_KEY,
     METRIC_SCHEMA,
@@ -28,7 +29,7 @@ from study.results.trials import (
     write_parquet_atomic,
 )
 
-__all__ = ["GRIDS", "METRICS_FILE", "METRIC_KEY", "METRIC_SCHEMA", "OPTIONAL", "STATUSES",
+__all__ = ["COST_COLUMNS", "GRIDS", "METRICS_FILE", "METRIC_KEY", "METRIC_SCHEMA", "OPTIONAL", "STATUSES",
            "TABLE_METRICS", "TRIALS_FILE", "TRIAL_KEY", "TRIAL_SCHEMA", "ResultsStore",
            "best_trials", "chosen_postprocessing", "displayed_grid", "displayed_test",
            "drop_phase", "ranked_trials", "read_metrics", "read_table", "read_trials",

@@ -21,7 +21,8 @@ existed read as ``"study"``.
 max_budget, status (TERMINATED = full budget, STOPPED = stopped early by ASHA, ERROR),
 stop_reason, best_val_dice (max over its evaluations), wall_s; extensions: final_val_dice
 (value at the budget reached: what budget-aware selection compares), checkpoint (path of
-its latest checkpoint), node (hostname/ip of the node that ran it last).
+its latest checkpoint), node (hostname/ip of the node that ran it last); cost (issue 23):
+params, infer_s (seconds per volume on the study grid), infer_peak_mb, infer_device.
 
 Appending across resumes never duplicates: metrics dedupe on (study, trial, iteration,
 split, case, metric), trials on (study, trial); the last write wins.
@@ -48,8 +49,14 @@ TRIAL_SCHEMA: dict[str, pl.DataType] = {
     "config": pl.String, "budget": pl.Int64, "max_budget": pl.Int64, "status": pl.String,
     "stop_reason": pl.String, "best_val_dice": pl.Float64, "wall_s": pl.Float64,
     "final_val_dice": pl.Float64, "checkpoint": pl.String, "node": pl.String,
+    # cost of the trial's model (issue 23, `study.train.cost`): parameters, seconds to predict
+    # one volume on the study grid, peak memory of that prediction (MB), the device measured on
+    "params": pl.Int64, "infer_s": pl.Float64, "infer_peak_mb": pl.Float64,
+    "infer_device": pl.String,
 }
-OPTIONAL = {"final_val_dice", "checkpoint", "node", "grid", "postprocessing"}  # rows may omit
+COST_COLUMNS = ("params", "infer_s", "infer_peak_mb", "infer_device")
+OPTIONAL = {"final_val_dice", "checkpoint", "node", "grid", "postprocessing",
+            *COST_COLUMNS}  # rows may omit
 METRIC_KEY = ["study", "trial", "iteration", "split", "grid", "postprocessing", "case", "metric"]
 GRIDS = ("study", "native")  # where a metric was measured (module docstring)
 TRIAL_KEY = ["study", "trial"]

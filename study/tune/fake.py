@@ -17,7 +17,9 @@ to that file: tests use it to prove no finished trial is run twice), ``replay`` 
 table of recorded learning curves, `replay_curve`: the trial reports the recorded
 validation Dice of its configuration instead of the formula; the HPO replay benchmark),
 ``checkpoints`` (default true; false: report without a checkpoint, as an evaluation with
-nothing to save would: the replay's speed).
+nothing to save would: the replay's speed), ``cost`` (known model costs, `cost`: ``{ARCH or
+default: {params, infer_s, infer_peak_mb}}``, a number or ``{per_lr: X}`` = X * lr / 1e-3
+each; recorded as the trial's cost columns).
 """
 
 from __future__ import annotations
@@ -152,3 +154,22 @@ def evaluate(kw: dict, options: dict, checkpoint_dir: Path, cases: list[str]) ->
     score = curve(float(state["lr"]), state["iteration"] / int(kw["iterations"]),
                   bool(options.get("misleading", False)))
     return case_rows(score, cases)
+
+
+COST_FIELDS = ("params", "infer_s", "infer_peak_mb")
+
+
+def cost(kw: dict, options: dict) -> dict:
+    """The trial's known cost from ``fake.cost`` (module docstring); {} when not given."""
+    table = options.get("cost") or {}
+    spec = table.get(kw.get("arch"), table.get("default"))
+    if not spec:
+        return {}
+    out: dict = {"infer_device": "fake"}
+    for name in COST_FIELDS:
+        v = spec.get(name)
+        if isinstance(v, dict):
+            v = float(v["per_lr"]) * float(kw["lr"]) / 1e-3
+        if v is not None:
+            out[name] = int(round(v)) if name == "params" else float(v)
+    return out

@@ -90,7 +90,18 @@ def trial_row(*, study: str, phase: str, trial_id: str, config: dict, last: dict
         "wall_s": float(last.get("time_total_s") or 0.0), "final_val_dice": final,
         "checkpoint": checkpoint,
         "node": "/".join(str(last[k]) for k in ("hostname", "node_ip") if last.get(k)) or None,
+        **_cost(last),
     }
+
+
+def _cost(last: dict) -> dict:
+    """The model's cost columns from the trial's last result (`trainable.COST_KEYS`)."""
+    params = _finite(last.get("params"))
+    device = last.get("infer_device")
+    return {"params": int(params) if params is not None else None,
+            "infer_s": _finite(last.get("infer_s")),
+            "infer_peak_mb": _finite(last.get("infer_peak_mb")),
+            "infer_device": str(device) if device is not None else None}
 
 
 class Recorder(tune.Callback):

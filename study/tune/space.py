@@ -48,7 +48,7 @@ BUDGET_KEYS = ("iterations", "eval_every", "grid", "trials", "max_concurrent", "
                "reduction_factor", "phases", "params", "per_arch", "start_with", "sampler",
                "early_stopping")
 FAKE_KEYS = ("misleading", "sleep", "crash_lr_above", "nan_lr_below", "log_starts", "replay",
-             "checkpoints")
+             "checkpoints", "cost")
 EARLY_STOPPING = ("asha", "none")
 RESOURCE_KEYS = ("cpu", "gpu")
 TRAINABLES = ("engine", "fake")

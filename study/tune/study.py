@@ -44,6 +44,9 @@ class StudySettings:
     finalists: int = 0  # --finalists K: cross-validate the K best configurations per phase
     folds: int = 5  # --folds F
     verbose: int = 0  # -v: Ray's own trial tables (-vv: every result)
+    dry_run: bool = False  # --dry-run: print the cost projection and stop
+    cpus: int | None = None  # --cpus of a local Ray instance (the projection's capacity)
+    address: str | None = None  # --address of a Ray cluster
 
     @property
     def name(self) -> str:
@@ -88,7 +91,9 @@ class StudySettings:
                    data=saved["data"], label=args.label, phases=args.phase, args=saved,
                    report=not getattr(args, "no_report", False), split_seed=int(split_seed),
                    time_s=time_s, finalists=finalists, folds=folds,
-                   verbose=int(getattr(args, "verbose", 0) or 0))
+                   verbose=int(getattr(args, "verbose", 0) or 0),
+                   dry_run=bool(getattr(args, "dry_run", False)),
+                   cpus=getattr(args, "cpus", None), address=getattr(args, "address", None))
 
 
 #: trials per phase under --time without --samples: the clock, not the count, ends the phase
@@ -178,7 +183,14 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     archs = [params["arch"].value] if params["arch"].fixed else list(params["arch"].args)
     _check_inputs(params, per_arch, prep.phases, where)
     _check_sizes(archs, params, per_arch, b, where)
+    projection = None
+    if saved is None:  # a resumed run keeps the projection it started with
+        projection = _project(s, prep, phases, archs, (params, per_arch), time.time() - t0, log)
+        if s.dry_run:
+            return 0
     meta = study_meta(s, prep, data, phases, archs, saved)
+    if projection is not None:
+        meta["projection"] = projection.record()
     s.run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
     # the run carries its data set's channel -> phase map and labels, for study.apply.predict
@@ -190,7 +202,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
 
     tune_s = _run_phases(s, prep, data, phases, (params, per_arch, archs), meta,
                          saved=saved, init_ray=init_ray, deadline=t0 + s.time_s
-                         if s.time_s else None, log=log)
+                         if s.time_s else None, log=log, t0=t0)
     from study.tune.final import evaluate_best
 
     evaluate_best(s.run_dir, s.name, prep, list(prep.split["test"]),
@@ -207,14 +219,33 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     meta.update(finished=now_utc(),
                 wall_s=round(wall + float((saved or {}).get("wall_s") or 0.0), 1),
                 tune_s=tune_s)
+    if meta.get("projection"):
+        meta["projection"]["actual_s"] = meta["wall_s"]
     write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
-    log(closing_note(s, wall, tune_s))
+    log(closing_note(s, wall, tune_s, meta.get("projection")))
     return 0
+
+
+def _project(s: StudySettings, prep, phases: list[str], archs: list[str], space: tuple,
+             before_s: float, log):
+    """Warm-up, then the projected wall time of the study, printed (`study.tune.projection`)."""
+    import ray
+
+    from study.tune.projection import capacity, project_study
+
+    use_gpu = gpu_visible() and any(s.space.resources_for(a).get("gpu", 0) > 0 for a in archs)
+    cap = capacity(s.cpus, s.address, use_gpu)
+    if ray.is_initialized():  # a running Ray instance (tests, a notebook): its CPUs
+        cap["cpu"] = float(ray.cluster_resources().get("CPU", cap["cpu"]))
+    p = project_study(s, prep, phases, archs, space, before_s=before_s, cap=cap, log=log,
+                      overheads={"ray_start": 0.0} if ray.is_initialized() else None)
+    log(p.line())
+    return p
 
 
 def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tuple,
                 meta: dict, *, saved: dict | None, init_ray, deadline: float | None,
-                log) -> dict[str, float]:
+                log, t0: float | None = None) -> dict[str, float]:
     """One Ray Tune experiment per phase not done yet (each with its share of the time
     left); returns the tuning wall time per phase, summed over invocations."""
     from study.tune.tuner import PhasePlan, phase_done, run_phase
@@ -231,7 +262,8 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
             trials=s.trials, max_concurrent=s.max_concurrent, grace_period=b.grace_period,
             reduction_factor=b.reduction_factor, seed=s.seed, max_failures=s.space.max_failures,
             resume=saved is not None, start_with=start_points, verbose=s.verbose,
-            sampler=s.space.sampler_for(b), early_stopping=b.early_stopping == "asha")
+            sampler=s.space.sampler_for(b), early_stopping=b.early_stopping == "asha",
+            expect=_expect(meta.get("projection"), phases[i:], t0))
         if plan.resume and phase_done(plan):
             continue
         if deadline is not None:  # the time left, shared evenly by the phases still to run
@@ -244,6 +276,18 @@ def _run_phases(s: StudySettings, prep, data: Path, phases: list[str], space: tu
         meta["tune_s"] = tune_s
         write_text_atomic(s.run_dir / "study.json", json.dumps(meta, indent=2, default=str))
     return tune_s
+
+
+def _expect(projection: dict | None, phases: list[str], t0: float | None) -> dict | None:
+    """What the console's ETA starts from: the phase's projected seconds and updates, and
+    the projected seconds of what follows it (later phases, testing)."""
+    if not projection or t0 is None or phases[0] not in projection.get("phases", {}):
+        return None
+    per = projection["phases"]
+    later = sum(per[p]["seconds"][1] for p in phases[1:] if p in per)
+    return {"seconds": per[phases[0]]["seconds"][1],
+            "iterations": per[phases[0]]["iterations"][1],
+            "after_s": later + float(projection.get("final_s") or 0.0)}
 
 
 def trial_settings(s: StudySettings, prep, data: Path, phase: str):
@@ -293,11 +337,17 @@ def study_phases(s: StudySettings, data: Path, log) -> list[str]:
     return want
 
 
-def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float]) -> str:
+def closing_note(s: StudySettings, wall: float, tune_s: dict[str, float],
+                 projection: dict | None = None) -> str:
     from study.results import best_trials
 
     trials = read_trials(s.run_dir).filter(pl.col("study") == s.name)
     lines = ["", f"== study {s.name}: finished in {wall:.0f} s (this invocation)"]
+    if projection and projection.get("actual_s"):
+        lines.append(f"projected {projection['low_s']:.0f}-{projection['high_s']:.0f} s "
+                     f"(median {projection['mid_s']:.0f} s) before the start; took "
+                     f"{projection['actual_s']:.0f} s "
+                     f"({projection['actual_s'] / projection['mid_s'] - 1:+.0%} of the median)")
     for phase in sorted(set(trials["phase"].to_list())):
         t = trials.filter(pl.col("phase") == phase)
         count = {st: t.filter(pl.col("status") == st).height

@@ -30,7 +30,11 @@ POINT = "_cv_point"
 FINISHED_FILE = "trial_finished.json"
 #: what goes into the Ray result (progress table, ASHA, Optuna); per-case rows go to files
 SCALARS = ("iteration", "val_dice", "val_precision", "val_recall", "train_loss", "lr",
-           "ms_per_iteration")
+           "ms_per_iteration", "params", "infer_s", "infer_peak_mb", "infer_device")
+#: the model's cost (`study.train.cost`), measured once, at the trial's first evaluation with
+#: a checkpoint (the cost does not depend on the weights, so a trial ASHA stops has it too),
+#: and sent with every result after it
+COST_KEYS = ("params", "infer_s", "infer_peak_mb", "infer_device")
 
 
 def trial_dirname(trial) -> str:
@@ -57,9 +61,29 @@ def _scalars(iteration: int, metrics: dict) -> dict:
     return out
 
 
-def make_reporter():
+def _measured(measure, checkpoint_dir: Path) -> dict:
+    """``measure(checkpoint_dir)`` -> the cost keys; a failure costs the trial nothing but
+    its cost columns (one line on the trial's log says why)."""
+    try:
+        cost = measure(Path(checkpoint_dir))
+    except Exception as exc:  # noqa: BLE001 - never fail a trial over its cost measurement
+        logging.getLogger(__name__).warning("cost not measured: %r", exc)
+        return {"infer_device": "not measured"}
+    return {k: cost[k] for k in COST_KEYS if cost.get(k) is not None}
+
+
+def make_reporter(measure=None, needs_checkpoint: bool = True):
+    """The engine's ``on_report`` for a Ray trial; ``measure(checkpoint_dir) -> cost dict``
+    runs once, at the first evaluation with a checkpoint (any evaluation when
+    ``needs_checkpoint`` is false: the fake trainable's known costs)."""
+    cost: dict = {}
+
     def on_report(iteration: int, metrics: dict, checkpoint_dir: Path | None) -> None:
         scalars = _scalars(iteration, metrics)
+        if measure is not None and not cost and (checkpoint_dir is not None
+                                                 or not needs_checkpoint):
+            cost.update(_measured(measure, checkpoint_dir))
+        scalars.update(cost)
         rows = [dict(r) for r in metrics.get("per_case") or []]
         if checkpoint_dir is None:
             # no checkpoint at this evaluation: ship the rows in the result instead
@@ -153,15 +177,17 @@ def study_trainable(config: dict, run: TrialSettings) -> None:
             resume_from = Path(checkpoint.to_directory(str(Path(tmp) / "resume")))
         workdir = Path(tmp) / "work"
         workdir.mkdir()
-        on_report = make_reporter()
+        val = list(run.val_cases if fold is None else run.folds[fold]["val"])
         if run.trainable == "fake":
             from study.tune import fake
 
-            val = list(run.val_cases if fold is None else run.folds[fold]["val"])
+            on_report = make_reporter(lambda _ckpt: fake.cost(kw, run.fake), False)
             fake.train(kw, run.fake, val, on_report,
                        resume_from=resume_from, workdir=workdir, trial_id=trial_id)
             return
+        from study.train.cost import measure_checkpoint
         from study.train.engine import TrainConfig, train
 
-        cfg = TrainConfig(**kw)
-        train(cfg, _prepare(run, fold), on_report, resume_from=resume_from, workdir=workdir)
+        prep = _prepare(run, fold)
+        on_report = make_reporter(lambda ckpt: measure_checkpoint(ckpt, prep, val[0]))
+        train(TrainConfig(**kw), prep, on_report, resume_from=resume_from, workdir=workdir)

@@ -22,7 +22,7 @@ from study.errors import UserError
 from study.results import ResultsStore, drop_phase, read_trials
 from study.tune import snapshot
 from study.tune.cluster import gpu_requested
-from study.tune.console import console_callbacks
+from study.tune.console import console_callbacks, phase_line, quiet
 from study.tune.dists import Dist
 from study.tune.recorder import Recorder, trial_row
 from study.tune.sampler import make_sampler
@@ -70,6 +70,7 @@ class PhasePlan:
     time_budget_s: float | None = None  # Ray Tune's time_budget_s for this phase
     sampler: dict | None = None  # the space's sampler: (study.tune.space); None = TPE
     early_stopping: bool = True  # ASHA; False: every trial runs the full budget
+    expect: dict | None = None  # the projection of this phase, for the console's ETA
 
     @property
     def exp_dir(self) -> Path:
@@ -130,7 +131,8 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
         ),
         run_config=tune.RunConfig(
             name=plan.phase, storage_path=str((plan.run_dir / "ray").resolve()),
-            callbacks=[recorder, *console_callbacks(plan.phase, plan.iterations, plan.verbose),
+            callbacks=[recorder, *console_callbacks(plan.phase, plan.iterations, plan.verbose,
+                                                    schedule=_schedule(plan)),
                        *plan.extra_callbacks],
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
             # 1: Ray deletes checkpoint N when it registers N+1, before its next experiment
@@ -141,6 +143,14 @@ def _new_tuner(plan: PhasePlan, trainable, trials: int | None = None) -> tune.Tu
     )
 
 
+def _schedule(plan: PhasePlan) -> dict:
+    """What the console's ETA needs of the phase (`study.tune.console.Eta`)."""
+    return {"trials": plan.trials, "max_concurrent": plan.max_concurrent,
+            "grace": plan.grace_period, "rf": plan.reduction_factor,
+            "asha": plan.early_stopping, "time_budget_s": plan.time_budget_s,
+            **(plan.expect or {})}
+
+
 def phase_done(plan: PhasePlan) -> bool:
     return (plan.exp_dir / DONE_MARKER).is_file()
 
@@ -149,6 +159,13 @@ def run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
     """Run or continue one phase study; returns the ResultGrid (None if already done)."""
     if plan.resume and phase_done(plan):
         return None
+    if plan.verbose == 0:
+        print(phase_line(plan), flush=True)
+    with quiet(plan.verbose):  # Optuna's and Ray's own start-of-phase lines: -v only
+        return _run_phase(plan)
+
+
+def _run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
     # experiment state is saved at most this often (s): a driver killed right after a trial
     # finished then restarts at most this much work
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")

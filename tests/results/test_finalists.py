@@ -23,7 +23,8 @@ def _trial(trial, arch, budget, dice, status="TERMINATED", phase="arterial"):
     return {"study": "s", "trial": trial, "arch": arch, "phase": phase,
             "config": json.dumps({"arch": arch, "lr": 1e-3}), "budget": budget,
             "max_budget": 40, "status": status, "stop_reason": "", "best_val_dice": dice,
-            "wall_s": 1.0, "final_val_dice": dice, "checkpoint": None, "node": None}
+            "wall_s": 1.0, "final_val_dice": dice, "checkpoint": None, "node": None,
+            "params": None, "infer_s": None, "infer_peak_mb": None, "infer_device": None}
 
 
 def test_finalists_are_ranked_across_architectures_budget_first():

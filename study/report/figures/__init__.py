@@ -4,6 +4,7 @@ Every figure is SVG-rendered plotly (no WebGL traces), so the page draws on work
 without a GPU or with WebGL disabled.
 """
 
+from study.report.figures.cost import cost_data, cost_figure
 from study.report.figures.curves import curves_data, curves_figure
 from study.report.figures.folds import folds_data, folds_figure
 from study.report.figures.history import history_data, history_figure
@@ -16,6 +17,8 @@ from study.report.figures.importance import (
 from study.report.figures.means import test_means_data, test_means_figure
 
 __all__ = [
+    "cost_data",
+    "cost_figure",
     "curves_data",
     "curves_figure",
     "folds_data",

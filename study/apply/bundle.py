@@ -67,6 +67,12 @@ class Bundle:
     _tmp: Path | None = None  # where an archive was unpacked (removed by close())
 
     @property
+    def canonical(self) -> bool:
+        """Whether the models were trained in canonical (RAS) orientation (runs made since
+        cache version 2); older runs saw the arrays as stored, and predict keeps that."""
+        return self.preprocessing.get("orientation") == "RAS"
+
+    @property
     def is_archive(self) -> bool:
         return self.source.is_file()
 

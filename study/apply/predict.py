@@ -239,11 +239,24 @@ def _paths(out: Path, o: Output, case: str, probabilities: bool) -> list[Path]:
     return [base / f"{case}.nii.gz"] + ([base / f"{case}.npz"] if probabilities else [])
 
 
+def grid_inputs(vols: dict[str, np.ndarray], affine, bundle: Bundle):
+    """A case's native phase volumes -> ({phase: normalised volume on the study grid}, the
+    affine of the axes the grid is in). A run trained in canonical orientation gets its
+    inputs reoriented to RAS first (`study.data.orientation`), exactly as its cache was."""
+    from study.data import orientation as ori
+    from study.data.resample import preprocess_image
+
+    shape = next(iter(vols.values())).shape
+    if bundle.canonical:
+        vols = {p: ori.to_canonical(v, affine) for p, v in vols.items()}
+        affine = ori.canonical_affine(affine, shape)
+    return {p: preprocess_image(v[None], bundle.grid)[0] for p, v in vols.items()}, affine
+
+
 def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: list[Output],
                  out: Path, *, probabilities: bool = False) -> dict[str, list[str]]:
     """Segment one case into every output; return {written file: model keys}."""
     from study.data.dataset import voxel_spacing
-    from study.data.resample import preprocess_image
     from study.evaluation.inference import save_nifti
     from study.evaluation.native import to_native
     from study.evaluation.postprocess import apply
@@ -252,14 +265,14 @@ def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: li
     every = [m for o in outputs for m in o.models]
     phases = pred.input_phases(every)
     vols, affine = read_case(case, files, phases, pred.bundle.channels)
-    grid = pred.bundle.grid
-    grid_images = {p: preprocess_image(v[None], grid)[0] for p, v in vols.items()}
+    grid_images, work_affine = grid_inputs(vols, affine, pred.bundle)
     shape = next(iter(vols.values())).shape
+    back = affine if pred.bundle.canonical else None  # masks go back to the source axes
     written: dict[str, list[str]] = {}
     results = []
     for o in outputs:  # compute everything first: a failure leaves no file of this case
-        prob = to_native(pred.probability(o.groups, grid_images, tta=o.tta, affine=affine),
-                         shape)
+        prob = to_native(pred.probability(o.groups, grid_images, tta=o.tta,
+                                          affine=work_affine), shape, back)
         results.append((o, prob, pred.threshold(o.models)))
     for o, prob, threshold in results:
         paths = _paths(out, o, case, probabilities)

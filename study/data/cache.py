@@ -29,14 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
+from study.data import orientation as ori
 from study.data import resample as rs
 from study.data.dataset import DatasetSpec, load_case, read_dataset, resolve_cache_root
+from study.data.dataset import voxel_spacing as ori_spacing
 from study.data.prepared import Prepared
 from study.data.splits import load_or_write_split, make_split
 from study.errors import ConfigError, DataError
 from study.io import atomic_dir, ensure_writable_dir, stale_dirs
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: canonical (RAS) orientation
 _HASH_CHUNK = 1 << 16
 _fp_memo: dict[tuple, str] = {}
 
@@ -80,6 +82,7 @@ def settings_for(spec: DatasetSpec, grid) -> dict:
         "image_interpolation": "trilinear (torch, align_corners=False)",
         "mask_interpolation": "nearest-exact (torch)",
         "normalisation": rs.NORMALISATION,
+        "orientation": ori.CANONICAL,
         "storage": "int16 * scale (per case and phase); masks uint8",
     }
 
@@ -102,26 +105,34 @@ def _locked(lock_path: Path):
 
 def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path) -> dict:
     case = load_case(spec, case_id)
-    shape = tuple(int(s) for s in case.label.shape)
+    source_shape = tuple(int(s) for s in case.label.shape)
+    # work in the closest RAS axes: the same scan stored in another axis order gives the
+    # same arrays (study.data.orientation); the source geometry is kept to write back
+    image, label = ori.to_canonical(case.image, case.affine), ori.to_canonical(case.label,
+                                                                                case.affine)
+    affine = ori.canonical_affine(case.affine, source_shape)
+    shape = tuple(int(s) for s in label.shape)
     scales = []
-    for k, chan in enumerate(case.image):
+    for k, chan in enumerate(image):
         q, scale = rs.prepare_channel(chan, grid)
         np.save(out / "images" / f"{case_id}_{k}.npy", np.ascontiguousarray(q.transpose(2, 0, 1)))
         scales.append(scale)
-    mask = rs.resample_mask(case.label, grid)
+    mask = rs.resample_mask(label, grid)
     np.save(out / "masks" / f"{case_id}.npy", np.ascontiguousarray(mask.transpose(2, 0, 1)))
     per_slice = mask.reshape(-1, mask.shape[2]).sum(axis=0)
     return {
         "scales": scales,
-        "shape": list(shape),
+        "shape": list(source_shape),
+        "axcodes": ori.axcodes(case.affine),
+        "canonical_shape": list(shape),
         "native_spacing": list(case.spacing),
-        "spacing": list(rs.grid_spacing(case.spacing, shape, grid)),
+        "spacing": list(rs.grid_spacing(ori_spacing(affine), shape, grid)),
         "affine": case.affine.tolist(),
-        "grid_affine": rs.grid_affine(case.affine, shape, grid).tolist(),
+        "grid_affine": rs.grid_affine(affine, shape, grid).tolist(),
         "image_paths": [str(p.relative_to(spec.root)) for p in case.image_paths],
         "label_path": str(case.label_path.relative_to(spec.root)),
         "tumor_voxels": int(mask.sum()),
-        "native_tumor_voxels": int(case.label.sum()),
+        "native_tumor_voxels": int(label.sum()),
         "slice_tumor": [int(v) for v in per_slice],
     }
 

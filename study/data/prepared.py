@@ -90,8 +90,11 @@ class Prepared:
         return tuple(float(v) for v in self._case(case_id)["spacing"])
 
     def source(self, case_id: str) -> dict:
-        """Native geometry, to resample a prediction back: image/label paths, affine, shape,
-        and ``grid_affine`` (voxel -> mm of the resampled grid)."""
+        """Native geometry, to resample a prediction back: image/label paths, the source
+        file's affine and shape (its own axes), ``canonical_shape`` (the shape in the RAS
+        axes the grid was made in; = shape for caches made before canonical orientation),
+        ``canonical`` (whether the grid axes are the canonical ones) and ``grid_affine``
+        (voxel -> mm of the resampled grid)."""
         c = self._case(case_id)
         return {
             "image_paths": [self.root / p for p in c["image_paths"]],
@@ -99,6 +102,8 @@ class Prepared:
             "affine": np.array(c["affine"], dtype=np.float64),
             "grid_affine": np.array(c["grid_affine"], dtype=np.float64),
             "shape": tuple(c["shape"]),
+            "canonical_shape": tuple(c.get("canonical_shape", c["shape"])),
+            "canonical": "canonical_shape" in c,
             "spacing": tuple(c["native_spacing"]),
         }
 

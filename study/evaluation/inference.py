@@ -219,17 +219,19 @@ def predict_volume(
 
 def resample_to_shape(vol: np.ndarray, shape, order: int = 1) -> np.ndarray:
     """Resample ``vol`` to ``shape`` over the same field of view (voxel centres aligned,
-    i.e. ``align_corners=False``), linear (``order=1``) or nearest (``order=0``)."""
-    from scipy.ndimage import map_coordinates
-
+    i.e. ``align_corners=False``, edges clamped), linear (``order=1``: torch trilinear) or
+    nearest (``order=0``: torch nearest-exact). float32 in and out, no coordinate grid: a
+    512 x 512 x 200 output needs the output array and little else."""
     shape = tuple(int(s) for s in shape)
     if tuple(vol.shape) == shape:
         return np.asarray(vol)
-    coords = []
-    for n_in, n_out in zip(vol.shape, shape, strict=True):
-        coords.append((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5)
-    grid = np.meshgrid(*coords, indexing="ij")
-    return map_coordinates(np.asarray(vol, dtype=np.float32), grid, order=order, mode="nearest")
+    t = torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))[None, None]
+    with torch.no_grad():
+        if order == 1:
+            out = F.interpolate(t, size=shape, mode="trilinear", align_corners=False)
+        else:
+            out = F.interpolate(t, size=shape, mode="nearest-exact")
+    return out[0, 0].numpy()
 
 
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
@@ -260,10 +262,14 @@ def write_prediction_nifti(
     affine so it overlays the original image in ITK-SNAP / 3D Slicer. ``prob_path`` also
     writes the resampled probability (float32). Writes are atomic.
     """
+    from study.data import orientation as ori
+
     src = prep.source(case_id)
-    shape = tuple(int(s) for s in src["shape"])[:3]
     affine = np.asarray(src["affine"], dtype=np.float64)
-    p = resample_to_shape(np.asarray(prob, dtype=np.float32), shape, order=1)
+    p = resample_to_shape(np.asarray(prob, dtype=np.float32),
+                          src.get("canonical_shape", src["shape"]), order=1)
+    if src.get("canonical"):
+        p = np.ascontiguousarray(ori.from_canonical(p, affine))
     mask = (p >= threshold).astype(np.uint8)
     path = Path(path)
     save_nifti(mask, affine, path)

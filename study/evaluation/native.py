@@ -18,11 +18,24 @@ from study.evaluation.inference import resample_to_shape, save_nifti
 from study.evaluation.predictors import case_spacing, model_predictor
 
 
-def to_native(prob: np.ndarray, shape) -> np.ndarray:
-    """Probability map on the study grid -> float32 on the source grid ``shape``."""
+def to_native(prob: np.ndarray, shape, affine=None) -> np.ndarray:
+    """Probability map on the study grid -> float32 on the source grid. Without ``affine``
+    the grid's axes are the source's and ``shape`` is the source shape; with the source
+    ``affine`` the grid is in canonical (RAS) axes: resampled to the canonical shape, then
+    put back in the source file's axes (`study.data.orientation.from_canonical`)."""
+    from study.data import orientation as ori
+
     shape = tuple(int(s) for s in shape)[:3]
-    return resample_to_shape(np.asarray(prob, dtype=np.float32), shape, order=1).astype(
-        np.float32, copy=False)
+    prob = np.asarray(prob, dtype=np.float32)
+    if affine is None:
+        return resample_to_shape(prob, shape, order=1).astype(np.float32, copy=False)
+    out = resample_to_shape(prob, ori.canonical_shape(shape, affine), order=1)
+    return np.ascontiguousarray(ori.from_canonical(out, affine), dtype=np.float32)
+
+
+def to_source(prob: np.ndarray, src: dict) -> np.ndarray:
+    """`to_native` for a prepared case: ``src`` = ``Prepared.source(case)``."""
+    return to_native(prob, src["shape"], src["affine"] if src.get("canonical") else None)
 
 
 def native_truth(prep, case_id: str) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -64,7 +77,7 @@ def evaluate_predictions(predict, threshold: float, prep, case_ids, *,
                          threshold=threshold)
         study.extend({"case": case, "metric": k, "value": float(v)} for k, v in m.items())
         truth, spacing = native_truth(prep, case)
-        mask = to_native(prob, truth.shape) >= threshold
+        mask = to_source(prob, prep.source(case)) >= threshold
         variants = {"none": mask}
         if postprocessing != "none":
             variants[postprocessing] = apply(mask, spacing, postprocessing)
@@ -94,5 +107,6 @@ def choose_postprocessing_for(predict, threshold: float, prep, cases) -> dict:
     scored = []
     for case in cases:
         truth, spacing = native_truth(prep, case)
-        scored.append((to_native(predict(case), truth.shape) >= threshold, truth, spacing))
+        scored.append((to_source(predict(case), prep.source(case)) >= threshold, truth,
+                       spacing))
     return choose(scored)

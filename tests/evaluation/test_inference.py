@@ -172,3 +172,22 @@ def test_write_prediction_nifti_uses_source_geometry(tmp_path):
     p = nib.load(str(tmp_path / "p" / "c1_prob.nii.gz"))
     assert p.shape == (30, 20, 9) and np.asarray(p.dataobj).max() == pytest.approx(0.9)
     assert sorted(x.name for x in (tmp_path / "p").iterdir()) == ["c1.nii.gz", "c1_prob.nii.gz"]
+
+
+def test_write_prediction_nifti_goes_back_from_canonical_axes(tmp_path):
+    # source axes: 0 -> anterior, 1 -> left, 2 -> superior ("ALS"); the grid was made in RAS
+    # axes, where axis 0 is source axis 1 reversed (towards the right) and axis 1 source axis 0
+    affine = np.array(
+        [[0.0, -1.5, 0, 10], [1.5, 0, 0, -20], [0, 0, 3.0, 5], [0, 0, 0, 1]], np.float64
+    )
+    prep = FakeSource((30, 20, 9), affine)
+    prep._src.update(canonical_shape=(20, 30, 9), canonical=True)
+    prob = np.zeros((16, 16, 8), np.float32)
+    prob[8:] = 0.9  # the right half, in RAS axes
+    out = write_prediction_nifti(prob, prep, "c1", tmp_path / "c1.nii.gz")
+    img = nib.load(str(out))
+    assert img.shape == (30, 20, 9)
+    np.testing.assert_allclose(img.affine, affine)  # the source file's own affine
+    mask = np.asarray(img.dataobj)
+    np.testing.assert_array_equal(mask[:, :10], 1)  # low indices of a left-pointing axis
+    np.testing.assert_array_equal(mask[:, 10:], 0)  # = the right side

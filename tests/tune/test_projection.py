@@ -141,3 +141,33 @@ def test_warm_up_configurations():
     assert configs[0] == {"arch": "hybrid", "lr": 1e-3, "batch_size": 4, "base_channels": 8}
     configs, widths = arch_configs(params, per_arch, "unet2d")
     assert widths == [None] and configs == [{"arch": "unet2d", "lr": 1e-3, "batch_size": 4}]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_projection_of_a_fake_study_is_within_10_percent(ray_session, small_phantom, tmp_path,
+                                                         capsys):
+    """A fake trainable of known costs (2 s per 10 updates), 4 trials of 40 updates, 2 at a
+    time, no early stopping: 16 s of training plus the fixed costs; the projection printed
+    before the first trial is within 10 % of the wall time study.json records."""
+    import yaml
+
+    from study.launch import main
+
+    space = tmp_path / "fake.yaml"
+    space.write_text(yaml.safe_dump({
+        "trainable": "fake", "params": {"arch": "hybrid", "lr": {"loguniform": [1e-4, 1e-2]}},
+        "fake": {"sleep": 2.0, "cost": {"hybrid": {"params": 1000, "infer_s": 0.5}}},
+        "budgets": {"smoke": {"iterations": 40, "eval_every": 10, "grid": [32, 32, 8],
+                              "trials": 4, "max_concurrent": 2, "grace_period": 10,
+                              "early_stopping": "none", "phases": ["arterial"]}}}))
+    assert main(["--space", str(space), "--data", str(small_phantom), "--name", "p",
+                 "--out", str(tmp_path), "--no-report"]) == 0
+    meta = json.loads((tmp_path / "p" / "study.json").read_text())
+    p = meta["projection"]
+    assert p["warmup"][0]["s_per_update"] == pytest.approx(0.2, rel=0.1)
+    assert p["phases"]["arterial"]["full"] == [4, 4, 4]
+    assert abs(p["mid_s"] - meta["wall_s"]) <= 0.10 * meta["wall_s"], (p, meta["wall_s"])
+    out = capsys.readouterr().out
+    assert out.index("projected ") < out.index("trial 0001 started")
+    assert "A new study created" not in out and "View detailed results" not in out

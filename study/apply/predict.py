@@ -250,7 +250,9 @@ def grid_inputs(vols: dict[str, np.ndarray], affine, bundle: Bundle):
     if bundle.canonical:
         vols = {p: ori.to_canonical(v, affine) for p, v in vols.items()}
         affine = ori.canonical_affine(affine, shape)
-    return {p: preprocess_image(v[None], bundle.grid)[0] for p, v in vols.items()}, affine
+    schemes = bundle.preprocessing.get("channel_normalisation") or {}
+    return {p: preprocess_image(v[None], bundle.grid, [schemes.get(p)])[0]
+            for p, v in vols.items()}, affine
 
 
 def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: list[Output],

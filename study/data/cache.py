@@ -33,6 +33,7 @@ from study.data import orientation as ori
 from study.data import resample as rs
 from study.data.dataset import DatasetSpec, load_case, read_dataset, resolve_cache_root
 from study.data.dataset import voxel_spacing as ori_spacing
+from study.data.intensity import ZSCORE, channel_schemes
 from study.data.prepared import Prepared
 from study.data.splits import load_or_write_split, make_split
 from study.errors import ConfigError, DataError
@@ -73,7 +74,7 @@ def fingerprint(spec: DatasetSpec) -> str:
     return h.hexdigest()[:20]
 
 
-def settings_for(spec: DatasetSpec, grid) -> dict:
+def settings_for(spec: DatasetSpec, grid, schemes: dict | None = None) -> dict:
     return {
         "version": CACHE_VERSION,
         "grid": [int(g) for g in grid],
@@ -83,6 +84,7 @@ def settings_for(spec: DatasetSpec, grid) -> dict:
         "mask_interpolation": "nearest-exact (torch)",
         "normalisation": rs.NORMALISATION,
         "orientation": ori.CANONICAL,
+        "channel_normalisation": schemes or {p: dict(ZSCORE) for p in spec.phases},
         "storage": "int16 * scale (per case and phase); masks uint8",
     }
 
@@ -103,7 +105,7 @@ def _locked(lock_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path) -> dict:
+def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path, schemes: dict) -> dict:
     case = load_case(spec, case_id)
     source_shape = tuple(int(s) for s in case.label.shape)
     # work in the closest RAS axes: the same scan stored in another axis order gives the
@@ -114,7 +116,7 @@ def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path) -> dict:
     shape = tuple(int(s) for s in label.shape)
     scales = []
     for k, chan in enumerate(image):
-        q, scale = rs.prepare_channel(chan, grid)
+        q, scale = rs.prepare_channel(chan, grid, schemes.get(spec.phases[k]))
         np.save(out / "images" / f"{case_id}_{k}.npy", np.ascontiguousarray(q.transpose(2, 0, 1)))
         scales.append(scale)
     mask = rs.resample_mask(label, grid)
@@ -151,7 +153,8 @@ def _build(spec: DatasetSpec, fp: str, settings: dict, final: Path, progress: bo
         cases = {}
         desc = f"preparing {spec.root.name} -> {'x'.join(map(str, settings['grid']))}"
         for case_id in tqdm(spec.case_ids, desc=desc, unit="case", disable=not progress):
-            cases[case_id] = _build_case(spec, case_id, settings["grid"], tmp)
+            cases[case_id] = _build_case(spec, case_id, settings["grid"], tmp,
+                                         settings["channel_normalisation"])
         meta = {"fingerprint": fp, "settings": settings, "phases": spec.phases,
                 "label": spec.label_name, "train_ids": spec.train_ids, "test_ids": spec.test_ids,
                 "source_root": str(spec.root), "cases": cases}
@@ -171,8 +174,8 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
                   "where": str(spec.root)}
     make_split(**split_args)  # fail on an impossible split before building anything
     fp = fingerprint(spec)
-    settings = settings_for(spec, grid)
     croot = resolve_cache_root(cache_root)
+    settings = settings_for(spec, grid, channel_schemes(spec, croot, fp))
     final = croot / f"{spec.root.name}-{_cache_key(fp, settings)}"
     if not (final / "meta.json").is_file():
         ensure_writable_dir(croot, "cache root ($STUDY_CACHE or --cache)", DataError)

@@ -70,6 +70,17 @@ def normalise(vol: np.ndarray) -> np.ndarray:
     return ((clipped - float(clipped.mean())) / std).astype(np.float32)
 
 
+def apply_scheme(vol: np.ndarray, scheme: dict | None) -> np.ndarray:
+    """Normalise one volume by its channel's scheme (`study.data.intensity`): ``ct`` = clip
+    to the data set's foreground percentiles, standardise with its foreground mean and std;
+    None or ``zscore`` = per volume (`normalise`)."""
+    if not scheme or scheme.get("scheme") != "ct":
+        return normalise(vol)
+    lo, hi = scheme["clip"]
+    out = np.clip(np.asarray(vol, dtype=np.float32), lo, hi) - np.float32(scheme["mean"])
+    return (out / np.float32(scheme["std"])).astype(np.float32)
+
+
 def quantise(vol: np.ndarray) -> tuple[np.ndarray, float]:
     """float volume -> (int16 volume, scale) with ``vol ~= int16 * scale``."""
     peak = float(np.abs(vol).max()) if vol.size else 0.0
@@ -78,21 +89,23 @@ def quantise(vol: np.ndarray) -> tuple[np.ndarray, float]:
     return q, scale
 
 
-def prepare_channel(vol: np.ndarray, grid) -> tuple[np.ndarray, float]:
+def prepare_channel(vol: np.ndarray, grid, scheme: dict | None = None) -> tuple[np.ndarray, float]:
     """One native phase volume -> what the cache stores: (int16 on ``grid``, scale).
 
-    Resample (trilinear), normalise, quantise: the cache builder and `preprocess_image`
-    (prediction on new scans) both go through here, so a model sees the same numbers.
+    Resample (trilinear), normalise (``scheme``: the channel's, `study.data.intensity`; None
+    = per-volume z-score), quantise: the cache builder and `preprocess_image` (prediction on
+    new scans) both go through here, so a model sees the same numbers.
     """
-    return quantise(normalise(resample_image(vol, tuple(int(g) for g in grid))))
+    return quantise(apply_scheme(resample_image(vol, tuple(int(g) for g in grid)), scheme))
 
 
-def preprocess_image(image: np.ndarray, grid) -> np.ndarray:
+def preprocess_image(image: np.ndarray, grid, schemes=None) -> np.ndarray:
     """Native ``(C, X, Y, Z)`` image -> the normalised float32 ``(C, *grid)`` a model sees,
-    bit-identical to ``Prepared.image`` of the same volumes (int16 round trip included)."""
+    bit-identical to ``Prepared.image`` of the same volumes (int16 round trip included).
+    ``schemes``: one normalisation scheme per channel (None: per-volume z-score)."""
     out = np.empty((len(image), *(int(g) for g in grid)), dtype=np.float32)
     for i, chan in enumerate(image):
-        q, scale = prepare_channel(chan, grid)
+        q, scale = prepare_channel(chan, grid, None if schemes is None else schemes[i])
         out[i] = q
         out[i] *= np.float32(scale)
     return out

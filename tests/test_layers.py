@@ -14,6 +14,7 @@ LAYERS = [
     {"errors", "io", "names"},
     {"results"},
     {"data"},
+    {"plans"},
     {"models", "losses"},
     {"evaluation"},
     {"train"},

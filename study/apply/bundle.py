@@ -64,6 +64,7 @@ class Bundle:
     preprocessing: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     finalists: list[ModelRef] = field(default_factory=list)  # winners' fold models (--finalists)
+    plans: dict = field(default_factory=dict)  # the run's plans (study.plans): ranges to check
     _tmp: Path | None = None  # where an archive was unpacked (removed by close())
 
     @property
@@ -237,7 +238,7 @@ def _from_run(run: Path) -> Bundle:
     return Bundle(source=run, name=str(meta.get("name") or run.name), dataset=dataset,
                   label=str(label), label_value=int(value), grid=tuple(int(g) for g in grid),
                   models=models, preprocessing=prep, versions=meta.get("versions") or {},
-                  finalists=_fold_models(run, meta))
+                  finalists=_fold_models(run, meta), plans=meta.get("plans") or {})
 
 
 def _fold_models(run: Path, meta: dict) -> list[ModelRef]:
@@ -305,7 +306,8 @@ def _from_archive(path: Path) -> Bundle:
                       models=[m for m in refs if m.kind != "fold"],
                       finalists=[m for m in refs if m.kind == "fold"],
                       preprocessing=man.get("preprocessing") or {},
-                      versions=man.get("versions") or {}, _tmp=tmp)
+                      versions=man.get("versions") or {}, plans=man.get("plans") or {},
+                      _tmp=tmp)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"{path}: damaged model archive ({type(exc).__name__}: {exc}); "
@@ -353,6 +355,7 @@ def export_bundle(bundle: Bundle, models: list[ModelRef], out: str | os.PathLike
                     "label": bundle.label, "label_value": bundle.label_value,
                     "grid": list(bundle.grid), "channels": bundle.channels,
                     "preprocessing": bundle.preprocessing, "models": entries,
+                    "plans": {k: v for k, v in bundle.plans.items() if k != "cases"},
                     "versions": {**bundle.versions, "study_export": __version__}}
         zf.writestr(MANIFEST, json.dumps(manifest, indent=1, default=str))
     return out

@@ -256,8 +256,10 @@ def grid_inputs(vols: dict[str, np.ndarray], affine, bundle: Bundle):
 
 
 def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: list[Output],
-                 out: Path, *, probabilities: bool = False) -> dict[str, list[str]]:
-    """Segment one case into every output; return {written file: model keys}."""
+                 out: Path, *, probabilities: bool = False
+                 ) -> tuple[dict[str, list[str]], list[str]]:
+    """Segment one case into every output; return ({written file: model keys}, warnings
+    that the scan is unlike the training scans)."""
     from study.data.dataset import voxel_spacing
     from study.evaluation.inference import save_nifti
     from study.evaluation.native import to_native
@@ -267,6 +269,7 @@ def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: li
     every = [m for o in outputs for m in o.models]
     phases = pred.input_phases(every)
     vols, affine = read_case(case, files, phases, pred.bundle.channels)
+    warnings = _check(case, vols, affine, pred.bundle)
     grid_images, work_affine = grid_inputs(vols, affine, pred.bundle)
     shape = next(iter(vols.values())).shape
     back = affine if pred.bundle.canonical else None  # masks go back to the source axes
@@ -285,7 +288,20 @@ def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: li
                 np.savez_compressed(tmp, probabilities=prob.astype(np.float16), affine=affine)
         for p in paths:
             written[str(p.relative_to(out))] = [m.key for m in o.models]
-    return written
+    return written, warnings
+
+
+def _check(case: str, vols: dict, affine, bundle: Bundle) -> list[str]:
+    """Warnings for a scan unlike the run's training scans (`study.plans.check_scan`), on
+    stderr now."""
+    from study.plans import case_fingerprint, check_scan
+
+    if not bundle.plans:
+        return []
+    found = check_scan(case, case_fingerprint(vols, None, affine), bundle.plans)
+    for w in found:
+        print(f"warning: {w}", file=sys.stderr)
+    return found
 
 
 # --------------------------------------------------------------------------- CLI
@@ -379,8 +395,11 @@ def _main(argv=None) -> int:
                                    for p in _paths(out, o, case, args.save_probabilities)):
                 continue
             try:
-                info["files"].update(predict_case(pred, case, files, outputs, out,
-                                                  probabilities=args.save_probabilities))
+                written, warnings = predict_case(pred, case, files, outputs, out,
+                                                 probabilities=args.save_probabilities)
+                if warnings:
+                    info.setdefault("warnings", {})[case] = warnings
+                info["files"].update(written)
             except UserError as exc:
                 msg = str(exc) if str(exc).startswith(f"case {case}:") else f"case {case}: {exc}"
                 failed[case] = msg

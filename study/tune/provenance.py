@@ -35,7 +35,10 @@ def hardware() -> dict:
 
 def study_meta(s, prep, data: Path, phases: list[str], archs: list[str],
           saved: dict | None) -> dict:
+    from study.plans import write_plans
+
     b = s.budget
+    plans = (saved or {}).get("plans") or write_plans(prep)  # also CACHE/plans.json
     return {
         "name": s.name, "data": str(data), "label": s.label or prep.label_name,
         "phases": phases, "archs": archs,
@@ -45,7 +48,7 @@ def study_meta(s, prep, data: Path, phases: list[str], archs: list[str],
                    "grace_period": b.grace_period, "reduction_factor": b.reduction_factor,
                    "early_stopping": b.early_stopping, "sampler": s.space.sampler_for(b)},
         "seed": s.seed, "split_seed": s.split_seed, "fingerprint": prep.fingerprint,
-        "preprocessing": prep.settings,
+        "preprocessing": prep.settings, "plans": plans,
         "split": {k: list(v) for k, v in prep.split.items()}, "trainable": s.space.trainable,
         "args": s.args, "versions": versions(), "hardware": hardware(),
         "started": (saved or {}).get("started")

@@ -1,0 +1,95 @@
+"""The plan: what a new scan is compared with, and the target spacing of the data set.
+
+Target spacing (nnU-Net's rule, ``ExperimentPlanner.determine_fullres_target_spacing``): the
+median spacing per axis over the training cases; when one axis is much coarser than the others
+(more than `ANISO_THRESHOLD` x their largest spacing) and, at that spacing, has fewer than
+1/`ANISO_THRESHOLD` of their voxels, it gets the 10th percentile of its spacings instead
+(never finer than the other axes), so thick-slice scans are not resampled to a median that
+throws slices away. The slice axis is the coarsest axis of the target spacing; the median
+shape is the median over cases of shape x spacing / target spacing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+ANISO_THRESHOLD = 3.0
+PLANS_FILE = "plans.json"
+VERSION = 1
+
+
+def target_spacing(spacings, shapes) -> tuple[list[float], bool]:
+    """(target spacing, anisotropic?) for per-case ``spacings`` and ``shapes`` (N x 3)."""
+    spacings = np.asarray(spacings, dtype=np.float64)
+    shapes = np.asarray(shapes, dtype=np.float64)
+    target = np.median(spacings, axis=0)
+    size = np.median(shapes * spacings / target, axis=0)
+    worst = int(np.argmax(target))
+    others = [a for a in range(3) if a != worst]
+    aniso_spacing = target[worst] > ANISO_THRESHOLD * max(target[others])
+    aniso_voxels = size[worst] * ANISO_THRESHOLD < min(size[others])
+    if aniso_spacing and aniso_voxels:
+        value = float(np.percentile(spacings[:, worst], 10))
+        if value < max(target[others]):
+            value = max(max(target[others]), value) + 1e-5
+        target[worst] = value
+    return [float(v) for v in target], bool(aniso_spacing and aniso_voxels)
+
+
+def _range(values) -> list[float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return arr.min(axis=0).tolist(), arr.max(axis=0).tolist()
+
+
+def make_plans(prep, fingerprints: dict[str, dict]) -> dict:
+    """The plan of a prepared data set from the fingerprints of its cases; the ranges come
+    from the cases the models learn from (train + validation), the target spacing too."""
+    learn = [c for c in prep.case_ids if c not in set(prep.split.get("test", []))]
+    rows = [fingerprints[c] for c in learn if c in fingerprints] or list(fingerprints.values())
+    spacings = [r["spacing"] for r in rows]
+    shapes = [r["shape"] for r in rows]
+    target, aniso = target_spacing(spacings, shapes)
+    median_shape = np.median(np.asarray(shapes) * np.asarray(spacings) / np.asarray(target),
+                             axis=0)
+    lo, hi = _range(spacings)
+    intensity = {}
+    for phase in prep.phases:
+        vol = [r["intensity"][phase]["volume"] for r in rows if r["intensity"][phase]["volume"]]
+        intensity[phase] = {k: [min(v[k] for v in vol), max(v[k] for v in vol)]
+                            for k in ("p00_5", "p50", "p99_5")} if vol else {}
+    return {
+        "version": VERSION, "fingerprint": prep.fingerprint, "phases": list(prep.phases),
+        "cases": fingerprints, "learn_cases": learn,
+        "target_spacing": target, "anisotropic": aniso,
+        "slice_axis": int(np.argmax(target)),
+        "median_shape": [int(round(v)) for v in median_shape],
+        "ranges": {"spacing": {"min": lo, "max": hi},
+                   "axcodes": sorted({r["axcodes"] for r in rows}),
+                   "intensity": intensity},
+        "normalisation": prep.settings.get("channel_normalisation"),
+    }
+
+
+def write_plans(prep, path: Path | None = None) -> dict:
+    """Fingerprint + plan of ``prep``, written atomically to ``path`` (default: ``plans.json``
+    in the cache folder, reused while the data set fingerprint is the same)."""
+    from study.io import write_text_atomic
+
+    path = Path(path) if path is not None else Path(prep.cache_dir) / PLANS_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old.get("fingerprint") == prep.fingerprint and old.get("version") == VERSION \
+                    and old.get("learn_cases") == [c for c in prep.case_ids
+                                                   if c not in set(prep.split.get("test", []))]:
+                return old
+        except ValueError:
+            pass
+    from study.plans.fingerprint import fingerprint_cases
+
+    plans = make_plans(prep, fingerprint_cases(prep))
+    write_text_atomic(path, json.dumps(plans, indent=1, sort_keys=True) + "\n")
+    return plans

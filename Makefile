@@ -15,6 +15,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt "$(TORCH)"
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev,cluster]"
+	# real CT for the tests (LiTS case 117): the wheel's data only; --no-deps keeps its old
+	# pinned requirements (torch 1.7, lightning, mlflow) out, and none of its code is run
+	$(BIN)/pip install -q --no-deps liver-ct-segmentation-package==1.6.0
 	touch $@
 
 install: $(BIN)/.installed

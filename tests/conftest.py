@@ -172,3 +172,39 @@ def case_inputs(small_phantom, prepared, tmp_path_factory) -> Path:
         for f in sorted((small_phantom / "imagesTr").glob(f"{case}_*.nii.gz")):
             shutil.copy(f, folder / f.name)
     return folder
+
+
+LITS_SLABS = 4  # the 128^3 sample cut into 4 slabs of 32 slices: 4 cases for a split
+
+
+@pytest.fixture(scope="session")
+def lits_ct(tmp_path_factory) -> Path:
+    """Real CT: LiTS case 117 as shipped in the PyPI wheel liver-ct-segmentation-package
+    (installed with --no-deps by the Makefile: its data only, none of its code runs), read
+    with mrcfile and converted to the nnU-Net raw layout: channel "CT", labels liver 1 /
+    tumor 2, 4 cases = 4 slabs of 32 axial slices. The MRC header records no voxel size
+    (cell 0): written as 1 mm isotropic, the sample's own grid."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("liver_ct_segmentation_package")
+    mrcfile = pytest.importorskip("mrcfile")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("liver-ct-segmentation-package is not installed (make install adds it)")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    with mrcfile.open(data / "img_117.mrc", permissive=True) as f:
+        image = np.asarray(f.data, dtype=np.float32).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
+    with mrcfile.open(data / "lab_117.mrc", permissive=True) as f:
+        label = np.asarray(f.data).astype(np.uint8).transpose(2, 1, 0)
+    root = tmp_path_factory.mktemp("lits") / "lits_ct"
+    step = image.shape[2] // LITS_SLABS
+    for i in range(LITS_SLABS):
+        z = slice(i * step, (i + 1) * step)
+        affine = np.diag([1.0, 1.0, 1.0, 1.0])
+        affine[2, 3] = float(i * step)  # each slab where it lies in the volume
+        _write_nifti(root / "imagesTr" / f"lits117_{i}_0000.nii.gz", image[:, :, z], affine)
+        _write_nifti(root / "labelsTr" / f"lits117_{i}.nii.gz", label[:, :, z], affine)
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "tumor": 2},
+        "numTraining": LITS_SLABS, "file_ending": ".nii.gz",
+        "reference": "LiTS case 117 via the liver-ct-segmentation-package wheel"}, indent=1))
+    return root

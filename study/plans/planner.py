@@ -64,7 +64,7 @@ def make_plans(prep, fingerprints: dict[str, dict]) -> dict:
         "version": VERSION, "fingerprint": prep.fingerprint, "phases": list(prep.phases),
         "cases": fingerprints, "learn_cases": learn,
         "target_spacing": target, "anisotropic": aniso,
-        "slice_axis": int(np.argmax(target)),
+        "slice_axis": 2 - int(np.argmax(target[::-1])),  # the coarsest; ties: axial (2)
         "median_shape": [int(round(v)) for v in median_shape],
         "ranges": {"spacing": {"min": lo, "max": hi},
                    "axcodes": sorted({r["axcodes"] for r in rows}),

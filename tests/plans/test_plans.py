@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from study.plans import check_scan, make_plans, target_spacing, write_plans
+from study.plans import check_scan, target_spacing, write_plans
 
 
 def test_target_spacing_is_the_median_when_isotropic_enough():

@@ -227,9 +227,12 @@ class Projection:
     warmup: list = field(default_factory=list)  # measured points, as dicts
 
     def line(self) -> str:
-        span = f"{_duration(self.low_s, unit=False)}-{_duration(self.high_s)}" \
-            if _unit(self.low_s) == _unit(self.high_s) else \
-            f"{_duration(self.low_s)} to {_duration(self.high_s)}"
+        if _duration(self.low_s) == _duration(self.high_s):
+            span = f"about {_duration(self.mid_s)}"
+        elif _unit(self.low_s) == _unit(self.high_s):
+            span = f"{_duration(self.low_s, unit=False)}-{_duration(self.high_s)}"
+        else:
+            span = f"{_duration(self.low_s)} to {_duration(self.high_s)}"
         full = [v["full"][1] for v in self.phases.values()]
         started = [v["started"][1] for v in self.phases.values()]
         per = " per phase" if len(self.phases) > 1 else ""

@@ -109,7 +109,7 @@ def test_projection_adds_the_fixed_costs_and_is_seeded():
     assert (p.low_s, p.mid_s, p.high_s) == (28.0, 28.0, 28.0)
     assert p.phases["arterial"] == {"seconds": [9.0, 9.0, 9.0], "full": [2, 2, 2],
                                     "started": [2, 2, 2], "iterations": [80, 80, 80]}
-    assert p.line() == ("projected 28-28 s (2 trials per phase, all to the full budget; "
+    assert p.line() == ("projected about 28 s (2 trials per phase, all to the full budget; "
                         "includes 3 s of preparation and warm-up, 2 s of testing)")
     json.dumps(p.record())  # goes into study.json as is
     costs = [ArchCost("hybrid", [CostPoint("hybrid", 8, 0.1, 0.0),

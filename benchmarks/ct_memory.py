@@ -1,0 +1,141 @@
+"""Peak memory of a CT-sized case (512 x 512 x 130, int16 HU) through the pipeline on CPU:
+preprocess into the cache (``python -m study.data prepare``), train a 2D model
+(``python -m study.train``, a few iterations: memory, not accuracy) and predict the case
+(the apply path of ``study.apply.predict``: read, reorient, preprocess, infer, resample
+back to the source grid, write), each in its own process; the peak
+resident set size of each process (``ru_maxrss`` of the child) is what is reported, against
+the issue's budget of 4 GB.
+
+    .venv/bin/python -m benchmarks.ct_memory [--grid 320 256 72] [--cases 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import REPO, write_result
+
+SHAPE = (512, 512, 130)
+SPACING = (0.75, 0.75, 2.5)
+BUDGET_GB = 4.0
+
+
+def make_ct(root: Path, cases: int) -> Path:
+    """A synthetic CT data set: air outside a body ellipse, soft tissue, a liver, a tumor."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    x, y = np.mgrid[:SHAPE[0], :SHAPE[1]]
+    body = ((x - 256) / 220.0) ** 2 + ((y - 256) / 170.0) ** 2 < 1
+    liver = ((x - 200) / 90.0) ** 2 + ((y - 230) / 70.0) ** 2 < 1
+    tumor = ((x - 210) / 15.0) ** 2 + ((y - 225) / 15.0) ** 2 < 1
+    affine = np.diag([*SPACING, 1.0])
+    for i in range(cases):
+        img = np.full(SHAPE, -1000, dtype=np.int16)
+        lab = np.zeros(SHAPE, dtype=np.uint8)
+        for z in range(SHAPE[2]):
+            img[..., z][body] = 40
+            if 30 <= z < 100:
+                img[..., z][liver] = 110
+                lab[..., z][liver] = 1
+                if 50 <= z < 70:
+                    img[..., z][tumor] = 60
+                    lab[..., z][tumor] = 2
+        img += rng.integers(-15, 16, size=SHAPE, dtype=np.int16)
+        (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+        (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(img, affine), str(root / "imagesTr" / f"ct_{i:03d}_0000.nii.gz"))
+        nib.save(nib.Nifti1Image(lab, affine), str(root / "labelsTr" / f"ct_{i:03d}.nii.gz"))
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "tumor": 2},
+        "numTraining": cases, "file_ending": ".nii.gz"}))
+    return root
+
+
+def peak(cmd: list[str]) -> tuple[float, float]:
+    """(peak RSS in GB, seconds) of one child process; a failure stops the benchmark."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if after <= before:  # ru_maxrss of children is the max over all: run each step fresh
+        print(f"note: peak of {cmd[2]} not above an earlier step's ({after / 2**20:.2f} GB)")
+    return after / 2**20, time.perf_counter() - t0  # KiB -> GiB
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--grid", type=int, nargs=3, default=(320, 256, 72))
+    ap.add_argument("--cases", type=int, default=3)
+    args = ap.parse_args(argv)
+    py = sys.executable
+    grid = [str(g) for g in args.grid]
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="ct-memory-") as tmp:
+        tmp = Path(tmp)
+        data = make_ct(tmp / "ct", args.cases)
+        cache = str(tmp / "cache")
+        steps = {
+            "prepare": [py, "-m", "study.data", "prepare", str(data), "--label", "tumor",
+                        "--grid", "x".join(grid), "--cache", cache],
+            "train 2D": [py, "-m", "study.train", "--data", str(data), "--label", "tumor",
+                         "--arch", "unet2d", "--phase", "CT", "--iterations", "4",
+                         "--eval-every", "4", "--grid", *grid, "--cache", cache,
+                         "--base-channels", "8", "--out", str(tmp / "one")],
+        }
+        for name, cmd in steps.items():
+            rows[name] = peak(cmd)
+        rows["predict"] = _predict(py, tmp, data, cache, grid)
+    print(f"{'step':<10} {'peak RSS (GB)':>14} {'seconds':>8}   budget {BUDGET_GB} GB")
+    for name, (gb, s) in rows.items():
+        print(f"{name:<10} {gb:>14.2f} {s:>8.1f}   {'ok' if gb <= BUDGET_GB else 'OVER'}")
+    write_result("ct_memory", {"shape": SHAPE, "spacing": SPACING, "grid": args.grid,
+                               "cases": args.cases, "budget_gb": BUDGET_GB,
+                               "steps": {k: {"peak_rss_gb": v[0], "seconds": v[1]}
+                                         for k, v in rows.items()}})
+    return 0
+
+
+PREDICT = """
+import sys, numpy as np
+from pathlib import Path
+from study.apply.bundle import Bundle
+from study.apply.predict import grid_inputs
+from study.data import prepare
+from study.data.dataset import read_volume
+from study.evaluation.inference import predict_volume, save_nifti
+from study.evaluation.native import to_native
+from study.train import load_model
+data, cache, one, out, grid = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+prep = prepare(data, label="tumor", grid=tuple(map(int, grid)), cache_root=cache, progress=False)
+bundle = Bundle(Path(one), "one", {"channel_names": {"0": "CT"}}, "tumor", 2,
+                tuple(prep.grid), [], preprocessing=prep.settings)
+model, cfg = load_model(Path(one) / "model")
+vol, affine = read_volume(Path(data) / "imagesTr" / "ct_000_0000.nii.gz")
+images, work = grid_inputs({"CT": vol}, affine, bundle)
+prob = predict_volume(model, "2d", np.stack([images["CT"]]))
+mask = to_native(prob, vol.shape, affine) >= 0.5
+save_nifti(mask.astype(np.uint8), affine, Path(out))
+"""
+
+
+def _predict(py: str, tmp: Path, data: Path, cache: str, grid: list[str]) -> tuple[float, float]:
+    """The apply path of study.apply.predict (read, reorient, preprocess, infer, back to the
+    512 x 512 x 130 source grid, write) for the trained model, in its own process."""
+    return peak([py, "-c", PREDICT, str(data), cache, str(tmp / "one"),
+                 str(tmp / "mask.nii.gz"), *grid])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -119,7 +119,8 @@ def measure_checkpoint(ckpt: str | Path, prep, case: str, device=None) -> dict:
     from study.train.engine import resolve_device
 
     dev = resolve_device(device)
-    devices = [dev] if dev.type == "cuda" else []
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
+        if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # building a model draws from the RNG
         with PeakMemory(dev) as mem:
             model, config = load_model(ckpt, device=dev)
@@ -144,7 +145,7 @@ def time_training(config, prep, steps: int = 4, threads: int | None = None) -> d
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(max(1, int(threads)))
-    devices = [torch.device("cuda")] if torch.cuda.is_available() else []
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     t0 = time.perf_counter()
     try:
         with torch.random.fork_rng(devices=devices), \

@@ -2,12 +2,13 @@
 ensemble, an ensemble across architectures or phases), with and without test-time
 mirroring, is scored once on the run's validation cases and cached.
 
-The score is the one the study uses to choose postprocessing for its best models
-(`study.evaluation.native.choose_postprocessing_for`): the mean probability map of the
-output's models on the study grid, resampled to each validation case's source grid,
-thresholded, every postprocessing candidate applied, mean Dice against the original label
-file. So the single best model's record equals the study's own ``postprocessing.json``,
-and an ensemble gets its postprocessing chosen on validation exactly as a single model does.
+The score is what predict would do to each validation case (read the source files, the run's
+orientation and preprocessing, the output's mean probability map, back to the source grid,
+threshold), every postprocessing candidate applied, mean Dice against the original label
+file: the rule the study uses to choose postprocessing for its best models, so the single
+best model's record equals the study's own ``postprocessing.json``, and an ensemble gets
+its postprocessing chosen on validation exactly as a single model does. Only source files
+are read (no cache), so runs of earlier cache versions are scored as they predict.
 
 Cache: ``runs/NAME/validation.json`` ``{"fingerprint", "split_val", "outputs": {KEY: record}}``
 (written atomically; a record is ``{"models", "tta", "chosen", "val_dice": {candidate:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 CACHE_FILE = "validation.json"
@@ -79,8 +81,19 @@ class ValidationCache:
                                                     indent=1, sort_keys=True) + "\n")
 
 
+@dataclass
+class ValidationCases:
+    """The run's validation cases as files: its data set (`study.data.DatasetSpec`) and the
+    case ids of ``study.json``'s split."""
+
+    spec: object
+    cases: list[str]
+
+
 def validation_data(bundle):
-    """``(Prepared, None)`` for the run's validation cases, or ``(None, why not)``."""
+    """``(ValidationCases, None)`` for the run's validation cases, or ``(None, why not)``.
+    Only the source files are read: the scoring goes through predict's own preprocessing,
+    so it holds for runs made by any earlier version of the cache too."""
     run = Path(bundle.source)
     meta_path = run / "study.json"
     if bundle.is_archive or not meta_path.is_file():
@@ -89,20 +102,17 @@ def validation_data(bundle):
     data = meta.get("data")
     if not data or not (Path(str(data)) / "dataset.json").is_file():
         return None, f"the run's data set {data} is not on this machine"
-    from study.data import prepare
+    from study.data import read_dataset
+    from study.data.cache import fingerprint
 
-    cache = (meta.get("preprocessing") or {}).get("cache_dir")
-    root = Path(cache).parent if cache and Path(cache).is_dir() else None  # the run's cache
-    prep = prepare(data, label=meta.get("label"), grid=tuple(bundle.grid), cache_root=root,
-                   seed=int(meta.get("split_seed", meta.get("seed", 0))), progress=False)
-    if meta.get("fingerprint") and prep.fingerprint != meta["fingerprint"]:
+    spec = read_dataset(data, label=meta.get("label"))
+    if meta.get("fingerprint") and fingerprint(spec) != meta["fingerprint"]:
         return None, (f"the data set at {data} differs from the one the run used (fingerprint "
-                      f"{prep.fingerprint} != {meta['fingerprint']})")
-    if isinstance(meta.get("split"), dict):  # exactly the cases the run validated on
-        prep = prep.with_split(meta["split"])
-    if not prep.split.get("val"):
-        return None, "the run has no validation cases"
-    return prep, None
+                      f"{fingerprint(spec)} != {meta['fingerprint']})")
+    cases = list((meta.get("split") or {}).get("val") or [])
+    if not cases:
+        return None, "the run records no validation cases"
+    return ValidationCases(spec, cases), None
 
 
 def open_cache(bundle) -> ValidationCache:
@@ -117,23 +127,33 @@ def open_cache(bundle) -> ValidationCache:
     return ValidationCache.read(Path(bundle.source) / CACHE_FILE, True, fp)
 
 
-def score_output(pred, models, prep, tta: bool) -> dict:
-    """Score the mean map of ``models`` (grouped per (phase, arch)) on ``prep``'s validation
-    cases; every postprocessing candidate, the best chosen (none unless strictly better)."""
-    from study.evaluation.native import choose_postprocessing_for
+def score_output(pred, models, val: ValidationCases, tta: bool) -> dict:
+    """Score the mean map of ``models`` (grouped per (phase, arch)) on the validation cases
+    exactly as `study.apply.predict` applies it (its reading, orientation, preprocessing and
+    mapping back to the source grid), against each label file: every postprocessing
+    candidate, the best chosen (`study.evaluation.postprocess.choose`: none unless strictly
+    better). The same numbers as the study's own choice for its best models."""
+    from study.apply.predict import grid_inputs
+    from study.data.dataset import read_mask, read_volume, voxel_spacing
+    from study.evaluation.native import to_native
+    from study.evaluation.postprocess import choose
 
     groups = group_models(models)
     phases = pred.input_phases(models)
-
-    def predict(case: str):
-        images = {p: prep.image(case, [p])[0] for p in phases}
-        affine = prep.source(case)["grid_affine"]
-        return pred.probability(groups, images, tta=tta, affine=affine)
-
-    cases = list(prep.split["val"])
-    pp = choose_postprocessing_for(predict, pred.threshold(models), prep, cases)
+    index = {p: i for i, p in enumerate(val.spec.phases)}
+    threshold, scored = pred.threshold(models), []
+    for case in val.cases:
+        paths = val.spec.image_paths(case)
+        vols = {p: read_volume(paths[index[p]])[0] for p in phases}
+        truth, affine = read_mask(val.spec.label_path(case), pred.bundle.label_value)
+        images, work = grid_inputs(vols, affine, pred.bundle)
+        prob = pred.probability(groups, images, tta=tta, affine=work)
+        back = affine if pred.bundle.canonical else None
+        scored.append((to_native(prob, truth.shape, back) >= threshold, truth,
+                       voxel_spacing(affine)))
+    pp = choose(scored)
     return {"models": sorted(m.key for m in models), "tta": "mirror" if tta else "none",
-            "chosen": pp["chosen"], "val_dice": pp["val_dice"], "cases": cases}
+            "chosen": pp["chosen"], "val_dice": pp["val_dice"], "cases": list(val.cases)}
 
 
 def group_models(models) -> list[list]:
@@ -179,7 +199,7 @@ class Validator:
         if prep is None:
             return None
         self.log(f"validating {describe(models)}{' with mirroring' if tta else ''} on "
-                 f"{len(prep.split['val'])} validation case(s) (once; cached in "
+                 f"{len(prep.cases)} validation case(s) (once; cached in "
                  f"{self.cache.path})")
         rec = score_output(self.pred, models, prep, tta)
         self.cache.put(key, rec)

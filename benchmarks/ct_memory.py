@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -61,17 +60,22 @@ def make_ct(root: Path, cases: int) -> Path:
     return root
 
 
+WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+        "sys.exit(r.returncode)")
+
+
 def peak(cmd: list[str]) -> tuple[float, float]:
-    """(peak RSS in GB, seconds) of one child process; a failure stops the benchmark."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(peak RSS in GiB, seconds) of one step, measured in a fresh wrapper process (the
+    children's ``ru_maxrss`` is a maximum over every child a process waited for, so each
+    step gets its own parent); a failure stops the benchmark."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", WRAP, *cmd], cwd=REPO, capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if after <= before:  # ru_maxrss of children is the max over all: run each step fresh
-        print(f"note: peak of {cmd[2]} not above an earlier step's ({after / 2**20:.2f} GB)")
-    return after / 2**20, time.perf_counter() - t0  # KiB -> GiB
+    kib = int(proc.stderr.strip().splitlines()[-1])
+    return kib / 2**20, time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
@@ -97,6 +101,8 @@ def main(argv=None) -> int:
         for name, cmd in steps.items():
             rows[name] = peak(cmd)
         rows["predict"] = _predict(py, tmp, data, cache, grid)
+        for how in ("map_coordinates", "torch"):  # the resampling back alone, before / now
+            rows[f"back: {how}"] = peak([py, "-c", BACK, how, *grid])
     print(f"{'step':<10} {'peak RSS (GB)':>14} {'seconds':>8}   budget {BUDGET_GB} GB")
     for name, (gb, s) in rows.items():
         print(f"{name:<10} {gb:>14.2f} {s:>8.1f}   {'ok' if gb <= BUDGET_GB else 'OVER'}")
@@ -105,6 +111,22 @@ def main(argv=None) -> int:
                                "steps": {k: {"peak_rss_gb": v[0], "seconds": v[1]}
                                          for k, v in rows.items()}})
     return 0
+
+
+BACK = """
+import sys, numpy as np
+how, grid = sys.argv[1], tuple(int(g) for g in sys.argv[2:])
+prob = np.random.default_rng(0).random(grid, dtype=np.float32)
+shape = (512, 512, 130)
+if how == "torch":  # study.evaluation.inference.resample_to_shape now
+    from study.evaluation.inference import resample_to_shape
+    out = resample_to_shape(prob, shape, order=1)
+else:  # what it did before: a dense float64 coordinate grid for scipy's map_coordinates
+    from scipy.ndimage import map_coordinates
+    coords = [(np.arange(o) + 0.5) * (i / o) - 0.5 for i, o in zip(grid, shape)]
+    out = map_coordinates(prob, np.meshgrid(*coords, indexing="ij"), order=1, mode="nearest")
+assert out.shape == shape
+"""
 
 
 PREDICT = """

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-#: seconds measured on the 2-core CPU machine (ray 2.60), see docs/CONTRACTS.md
+#: seconds measured on the 2-core CPU machine (ray 2.60; 5-8 s / 3.3-5.4 s for the first
+#: two, idle to loaded), see docs/CONTRACTS.md
 OVERHEADS = {
-    "ray_start": 5.0,  # ray.init of a local instance (0 when Ray is running already)
-    "phase": 3.5,  # a Tuner's set-up (Optuna storage, first worker) and tear-down
+    "ray_start": 6.0,  # ray.init of a local instance (0 when Ray is running already)
+    "phase": 4.5,  # a Tuner's set-up (Optuna storage, first worker) and tear-down
     "trial": 0.1,  # a trial's start and end on a reused worker (report, checkpoint sync)
     "actor": 0.5,  # the first trial of each further concurrent slot: a new worker
 }

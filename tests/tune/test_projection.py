@@ -147,8 +147,8 @@ def test_warm_up_configurations():
 @pytest.mark.ray
 def test_projection_of_a_fake_study_is_within_10_percent(ray_session, small_phantom, tmp_path,
                                                          capsys):
-    """A fake trainable of known costs (2 s per 10 updates), 4 trials of 40 updates, 2 at a
-    time, no early stopping: 16 s of training plus the fixed costs; the projection printed
+    """A fake trainable of known costs (3 s per 10 updates), 6 trials of 40 updates, 2 at a
+    time, no early stopping: 36 s of training plus the fixed costs; the projection printed
     before the first trial is within 10 % of the wall time study.json records."""
     import yaml
 
@@ -157,17 +157,25 @@ def test_projection_of_a_fake_study_is_within_10_percent(ray_session, small_phan
     space = tmp_path / "fake.yaml"
     space.write_text(yaml.safe_dump({
         "trainable": "fake", "params": {"arch": "hybrid", "lr": {"loguniform": [1e-4, 1e-2]}},
-        "fake": {"sleep": 2.0, "cost": {"hybrid": {"params": 1000, "infer_s": 0.5}}},
+        "fake": {"sleep": 3.0, "cost": {"hybrid": {"params": 1000,
+                                                   "infer_s": {"per_lr": 0.1}}}},
         "budgets": {"smoke": {"iterations": 40, "eval_every": 10, "grid": [32, 32, 8],
-                              "trials": 4, "max_concurrent": 2, "grace_period": 10,
+                              "trials": 6, "max_concurrent": 2, "grace_period": 10,
                               "early_stopping": "none", "phases": ["arterial"]}}}))
     assert main(["--space", str(space), "--data", str(small_phantom), "--name", "p",
                  "--out", str(tmp_path), "--no-report"]) == 0
     meta = json.loads((tmp_path / "p" / "study.json").read_text())
     p = meta["projection"]
-    assert p["warmup"][0]["s_per_update"] == pytest.approx(0.2, rel=0.1)
-    assert p["phases"]["arterial"]["full"] == [4, 4, 4]
+    assert p["warmup"][0]["s_per_update"] == pytest.approx(0.3, rel=0.1)
+    assert p["phases"]["arterial"]["full"] == [6, 6, 6]
     assert abs(p["mid_s"] - meta["wall_s"]) <= 0.10 * meta["wall_s"], (p, meta["wall_s"])
+    # every trial recorded its known cost: 0.1 s per volume at lr 1e-3, in proportion
+    from study.results import read_trials
+
+    for r in read_trials(tmp_path / "p").iter_rows(named=True):
+        lr = json.loads(r["config"])["lr"]
+        assert r["params"] == 1000 and r["infer_device"] == "fake"
+        assert r["infer_s"] == pytest.approx(0.1 * lr / 1e-3, rel=1e-9)
     out = capsys.readouterr().out
     assert out.index("projected ") < out.index("trial 0001 started")
     assert "A new study created" not in out and "View detailed results" not in out

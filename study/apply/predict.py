@@ -66,10 +66,12 @@ class Output:
         return [m for g in self.groups for m in g]
 
 
-def set_postprocessing(outputs: list[Output], choice: str) -> list[str]:
+def set_postprocessing(outputs: list[Output], choice: str) -> list[tuple[Output, str]]:
     """``choice``: a candidate of `study.evaluation.postprocess` for every output, or ``auto``: the one
     the study chose on validation for the output's models when they all agree (a single
-    model, or an ensemble of models with the same choice), else ``none``. -> notes."""
+    model, or an ensemble of models with the same choice), else ``none``; the validation of
+    the output itself (`study.apply.validation.decide`) overrides this where it can be
+    computed. -> [(output, note)]."""
     from study.evaluation.postprocess import CANDIDATES
 
     if choice != "auto" and choice not in CANDIDATES:
@@ -84,9 +86,9 @@ def set_postprocessing(outputs: list[Output], choice: str) -> list[str]:
             o.postprocessing = chosen.pop()
         else:
             o.postprocessing = "none"
-            notes.append(f"{o.folder or 'output'}: its models were chosen different "
-                         f"postprocessing ({', '.join(sorted(chosen))}); none applied (set "
-                         f"--postprocessing to choose one)")
+            notes.append((o, f"{o.folder or 'output'}: its models were chosen different "
+                             f"postprocessing ({', '.join(sorted(chosen))}); none applied "
+                             f"(set --postprocessing to choose one)"))
     return notes
 
 
@@ -366,8 +368,7 @@ def _main(argv=None) -> int:
         models = cost.select(bundle, args) if cost.by_cost(args) else \
             bundle.select(phases=args.phase, archs=args.arch, top=args.top, model=args.model)
         outputs = plan_outputs(models, args.ensemble)
-        for note in set_postprocessing(outputs, args.postprocessing):
-            print(f"note: {note}", file=sys.stderr)
+        notes = set_postprocessing(outputs, args.postprocessing)
         cases = find_cases(args.input)
         out = ensure_writable_dir(args.output, "-o", ConfigError)
         pred = Predictor(bundle, args.device)
@@ -375,6 +376,9 @@ def _main(argv=None) -> int:
             pred.input_phases(o.models)  # load every model now: a bad checkpoint fails early
         for line in decide(Validator(pred, bundle), outputs, args.tta, args.postprocessing):
             print(line)
+        for o, note in notes:  # the models' own choices only matter where nothing validated
+            if o.validation is None:
+                print(f"note: {note}", file=sys.stderr)
         info = {"source": str(bundle.source), "run": bundle.name, "label": bundle.label,
                 "label_value": bundle.label_value, "grid": list(bundle.grid),
                 "top": args.top, "ensemble": args.ensemble, "device": str(pred.device),

@@ -172,12 +172,19 @@ def best_trials(trials: pl.DataFrame) -> pl.DataFrame:
     return ranked_trials(trials, 1).drop("rank")
 
 
+#: trial columns a hand-built or older table may lack (ranked_trials adds them as nulls)
+OPTIONAL_TRIAL_COLUMNS = ("final_val_dice", "checkpoint", "node", "params", "infer_s",
+                          "infer_peak_mb", "infer_device")
+
+
 def ranked_trials(trials: pl.DataFrame, top: int,
                   by: tuple[str, ...] = ("phase", "arch")) -> pl.DataFrame:
     """The ``top`` best trials per ``by`` group (default (phase, arch)), budget-aware, with a
     ``rank`` column (1 = `best_trials`' choice): failed trials left out, then the highest
     budget reached first, then the highest ``final_val_dice`` (else ``best_val_dice``), then
     trial id."""
+    missing = [n for n in OPTIONAL_TRIAL_COLUMNS if n not in trials.columns]  # older tables
+    trials = trials.with_columns(pl.lit(None, TRIAL_SCHEMA[n]).alias(n) for n in missing)
     ok = trials.filter(pl.col("status") != "ERROR").with_columns(
         pl.coalesce("final_val_dice", "best_val_dice").fill_nan(None).alias("_score"))
     if ok.is_empty():

@@ -14,6 +14,7 @@ from study.results import (
     ResultsStore,
     best_trials,
     drop_phase,
+    ranked_trials,
     read_metrics,
     read_trials,
 )
@@ -122,3 +123,14 @@ def test_best_trials_each_rule_changes_the_winner():
     got = {(r["phase"], r["arch"]): r["trial"] for r in best_trials(trials).iter_rows(named=True)}
     assert got == {("arterial", "hybrid"): "ok", ("arterial", "unet2d"): "deep",
                    ("portal", "hybrid"): "b_nofinal"}
+
+
+def test_ranked_trials_accepts_a_table_without_the_optional_columns():
+    df = pl.DataFrame({"study": ["s", "s"], "trial": ["a", "b"], "arch": ["unet2d"] * 2,
+                       "phase": ["p"] * 2, "config": ["{}"] * 2, "budget": [3, 3],
+                       "max_budget": [3, 3], "status": ["TERMINATED"] * 2,
+                       "stop_reason": [None, None], "best_val_dice": [0.5, 0.7],
+                       "wall_s": [1.0, 1.0]})
+    got = ranked_trials(df, 2)
+    assert got["trial"].to_list() == ["b", "a"] and got["rank"].to_list() == [1, 2]
+    assert got["params"].is_null().all() and got["final_val_dice"].is_null().all()

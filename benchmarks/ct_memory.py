@@ -133,7 +133,7 @@ PREDICT = """
 import sys, numpy as np
 from pathlib import Path
 from study.apply.bundle import Bundle
-from study.apply.predict import grid_inputs
+from study.apply.inputs import grid_inputs
 from study.data import prepare
 from study.data.dataset import read_volume
 from study.evaluation.inference import predict_volume, save_nifti

@@ -25,6 +25,7 @@ from study.evaluation.postprocess import RECORD_FILE as POSTPROCESSING_FILE
 
 FORMAT = 1
 MANIFEST = "bundle.json"
+VALIDATION_FILE = "validation.json"  # a run's validation records (study.apply.validation)
 
 
 @dataclass(frozen=True)
@@ -347,10 +348,8 @@ def export_bundle(bundle: Bundle, models: list[ModelRef], out: str | os.PathLike
                 zf.write(m.path / POSTPROCESSING_FILE, f"{member}/{POSTPROCESSING_FILE}")
             entries.append({**m.describe(), "dir": member})
         zf.writestr("dataset.json", json.dumps(bundle.dataset, indent=1))
-        from study.apply.validation import CACHE_FILE
-
-        if not bundle.is_archive and (Path(bundle.source) / CACHE_FILE).is_file():
-            zf.write(Path(bundle.source) / CACHE_FILE, CACHE_FILE)  # what predict will print
+        if not bundle.is_archive and (Path(bundle.source) / VALIDATION_FILE).is_file():
+            zf.write(Path(bundle.source) / VALIDATION_FILE, VALIDATION_FILE)  # what predict prints
         manifest = {"format": FORMAT, "name": bundle.name, "source": str(bundle.source),
                     "label": bundle.label, "label_value": bundle.label_value,
                     "grid": list(bundle.grid), "channels": bundle.channels,

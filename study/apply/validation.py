@@ -26,7 +26,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE_FILE = "validation.json"
+from study.apply.bundle import VALIDATION_FILE as CACHE_FILE
+
 TTA_MODES = ("auto", "none", "mirror")
 
 
@@ -133,7 +134,7 @@ def score_output(pred, models, val: ValidationCases, tta: bool) -> dict:
     mapping back to the source grid), against each label file: every postprocessing
     candidate, the best chosen (`study.evaluation.postprocess.choose`: none unless strictly
     better). The same numbers as the study's own choice for its best models."""
-    from study.apply.predict import grid_inputs
+    from study.apply.inputs import grid_inputs
     from study.data.dataset import read_mask, read_volume, voxel_spacing
     from study.evaluation.native import to_native
     from study.evaluation.postprocess import choose

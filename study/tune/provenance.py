@@ -34,11 +34,11 @@ def hardware() -> dict:
 
 
 def study_meta(s, prep, data: Path, phases: list[str], archs: list[str],
-          saved: dict | None) -> dict:
-    from study.plans import write_plans
-
+          saved: dict | None, plans: dict | None = None) -> dict:
+    """The run's provenance; ``plans`` = `study.plans.write_plans` of ``prep`` (a resumed run
+    keeps the plans it started with)."""
     b = s.budget
-    plans = (saved or {}).get("plans") or write_plans(prep)  # also CACHE/plans.json
+    plans = (saved or {}).get("plans") or plans
     return {
         "name": s.name, "data": str(data), "label": s.label or prep.label_name,
         "phases": phases, "archs": archs,

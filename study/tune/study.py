@@ -188,7 +188,10 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
         projection = _project(s, prep, phases, archs, (params, per_arch), time.time() - t0, log)
         if s.dry_run:
             return 0
-    meta = study_meta(s, prep, data, phases, archs, saved)
+    from study.plans import write_plans
+
+    meta = study_meta(s, prep, data, phases, archs, saved,
+                      plans=None if saved and saved.get("plans") else write_plans(prep))
     if projection is not None:
         meta["projection"] = projection.record()
     s.run_dir.mkdir(parents=True, exist_ok=True)

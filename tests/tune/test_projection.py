@@ -11,19 +11,9 @@ import numpy as np
 import pytest
 
 from study.tune.dists import Dist
-from study.tune.projection import (
-    ArchCost,
-    Asha,
-    CostPoint,
-    Schedule,
-    arch_configs,
-    asha_rungs,
-    interpolate,
-    make_draw,
-    project,
-    simulate_phase,
-    typical,
-)
+from study.tune.projection import project
+from study.tune.schedule_sim import Asha, CostPoint, Schedule, asha_rungs, simulate_phase
+from study.tune.warmup import ArchCost, arch_configs, interpolate, make_draw, typical
 
 NONE = {"ray_start": 0.0, "phase": 0.0, "trial": 0.0, "actor": 0.0}
 

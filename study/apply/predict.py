@@ -18,7 +18,7 @@ architecture, or all of them (each group weighs the same, whatever its K).
 Each case goes through the training preprocessing (`study.data.resample.preprocess_image`:
 resample to the run's grid, percentile clip + z-score, int16 round trip) and the same
 inference (sliding window, slices or slabs; bf16 autocast on CUDA); the mean probability is
-resampled to the case's source grid (`study.evaluation.native.to_native`), thresholded, postprocessed
+resampled to the case's source grid (`study.evaluation.inference.to_native`), thresholded, postprocessed
 as the study chose on validation (``--postprocessing auto``; see `study.evaluation.postprocess`) and
 written as a uint8 mask with the source affine: ``OUT/CASE.nii.gz`` when one output is asked for, else
 ``OUT/PHASE/ARCH/CASE.nii.gz`` (or ``OUT/PHASE/`` / ``OUT/ARCH/`` for ensembles).
@@ -43,7 +43,7 @@ import numpy as np
 from study.apply import cost
 from study.apply.bundle import Bundle, ModelRef, open_bundle
 from study.apply.inputs import find_cases, grid_inputs, read_case
-from study.apply.validation import Validator, decide
+from study.apply.validation import Validator, decide, group_models
 from study.errors import ConfigError, UserError, run_cli
 
 ENSEMBLES = ("archs", "phases", "all")
@@ -92,9 +92,7 @@ def set_postprocessing(outputs: list[Output], choice: str) -> list[tuple[Output,
 
 def plan_outputs(models: list[ModelRef], ensemble: str | None) -> list[Output]:
     """Group the chosen models into outputs (see the module docstring)."""
-    groups: dict[tuple[str, str], list[ModelRef]] = {}
-    for m in sorted(models, key=lambda m: (m.phase, m.arch, m.rank)):
-        groups.setdefault((m.phase, m.arch), []).append(m)
+    groups = group_models(models)
 
     def by(key) -> dict[str, list[list[ModelRef]]]:
         out: dict[str, list[list[ModelRef]]] = {}
@@ -179,8 +177,7 @@ def predict_case(pred: Predictor, case: str, files: dict[str, Path], outputs: li
     """Segment one case into every output; return ({written file: model keys}, warnings
     that the scan is unlike the training scans)."""
     from study.data.dataset import voxel_spacing
-    from study.evaluation.inference import save_nifti
-    from study.evaluation.native import to_native
+    from study.evaluation.inference import save_nifti, to_native
     from study.evaluation.postprocess import apply
     from study.io import atomic_path
 

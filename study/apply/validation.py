@@ -107,9 +107,10 @@ def validation_data(bundle):
     from study.data.cache import fingerprint
 
     spec = read_dataset(data, label=meta.get("label"))
-    if meta.get("fingerprint") and fingerprint(spec) != meta["fingerprint"]:
+    found = fingerprint(spec) if meta.get("fingerprint") else None
+    if found is not None and found != meta["fingerprint"]:
         return None, (f"the data set at {data} differs from the one the run used (fingerprint "
-                      f"{fingerprint(spec)} != {meta['fingerprint']})")
+                      f"{found} != {meta['fingerprint']})")
     cases = list((meta.get("split") or {}).get("val") or [])
     if not cases:
         return None, "the run records no validation cases"
@@ -136,10 +137,10 @@ def score_output(pred, models, val: ValidationCases, tta: bool) -> dict:
     better). The same numbers as the study's own choice for its best models."""
     from study.apply.inputs import grid_inputs
     from study.data.dataset import read_mask, read_volume, voxel_spacing
-    from study.evaluation.native import to_native
+    from study.evaluation.inference import to_native
     from study.evaluation.postprocess import choose
 
-    groups = group_models(models)
+    groups = list(group_models(models).values())
     phases = pred.input_phases(models)
     index = {p: i for i, p in enumerate(val.spec.phases)}
     threshold, scored = pred.threshold(models), []
@@ -157,11 +158,12 @@ def score_output(pred, models, val: ValidationCases, tta: bool) -> dict:
             "chosen": pp["chosen"], "val_dice": pp["val_dice"], "cases": list(val.cases)}
 
 
-def group_models(models) -> list[list]:
+def group_models(models) -> dict[tuple[str, str], list]:
+    """{(phase, arch): its models, best rank first}, in (phase, arch) order."""
     groups: dict[tuple[str, str], list] = {}
     for m in sorted(models, key=lambda m: (m.phase, m.arch, m.rank)):
         groups.setdefault((m.phase, m.arch), []).append(m)
-    return list(groups.values())
+    return groups
 
 
 def record_dice(record: dict) -> float:
@@ -174,14 +176,15 @@ class Validator:
     def __init__(self, pred, bundle, log=None):
         self.pred, self.bundle = pred, bundle
         self.cache = open_cache(bundle)
-        self._prep = None
+        self._cases: ValidationCases | None = None
         self._why: str | None = None
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
 
-    def prep(self):
-        if self._prep is None and self._why is None:
-            self._prep, self._why = validation_data(self.bundle)
-        return self._prep
+    def cases(self) -> ValidationCases | None:
+        """The run's validation cases, looked up once (None: see `why_not`)."""
+        if self._cases is None and self._why is None:
+            self._cases, self._why = validation_data(self.bundle)
+        return self._cases
 
     @property
     def why_not(self) -> str | None:
@@ -196,13 +199,13 @@ class Validator:
         found = self.cache.get(key)
         if found is not None:
             return found
-        prep = self.prep()
-        if prep is None:
+        val = self.cases()
+        if val is None:
             return None
         self.log(f"validating {describe(models)}{' with mirroring' if tta else ''} on "
-                 f"{len(prep.cases)} validation case(s) (once; cached in "
+                 f"{len(val.cases)} validation case(s) (once; cached in "
                  f"{self.cache.path})")
-        rec = score_output(self.pred, models, prep, tta)
+        rec = score_output(self.pred, models, val, tta)
         self.cache.put(key, rec)
         return rec
 
@@ -210,7 +213,7 @@ class Validator:
 def _best_single(validator: Validator, models) -> tuple[str, float] | None:
     """The best validation Dice among the rank-1 models of ``models``' (phase, arch) groups."""
     best = None
-    for group in group_models(models):
+    for group in group_models(models).values():
         rec = validator.record([group[0]], False) if group[0].rank == 1 else None
         if rec is not None and (best is None or record_dice(rec) > best[1]):
             best = (describe([group[0]]), record_dice(rec))

@@ -137,7 +137,7 @@ from study.apply.inputs import grid_inputs
 from study.data import prepare
 from study.data.dataset import read_volume
 from study.evaluation.inference import predict_volume, save_nifti
-from study.evaluation.native import to_native
+from study.evaluation.inference import to_native
 from study.train import load_model
 data, cache, one, out, grid = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 prep = prepare(data, label="tumor", grid=tuple(map(int, grid)), cache_root=cache, progress=False)

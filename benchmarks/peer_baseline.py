@@ -171,8 +171,8 @@ def run_baseline(ds: Path, split: dict, minutes: float, seed: int) -> dict:
 
 def _test_baseline(model, ds: Path, cases: list[str]) -> dict:
     from study.data.dataset import read_mask, voxel_spacing
+    from study.evaluation.inference import to_native
     from study.evaluation.metrics import case_metrics
-    from study.evaluation.native import to_native
 
     vols = _monai_load([ds / "imagesTs" / f"{c}_0000.nii.gz" for c in cases], False)
     out = {}

@@ -234,6 +234,26 @@ def resample_to_shape(vol: np.ndarray, shape, order: int = 1) -> np.ndarray:
     return out[0, 0].numpy()
 
 
+def to_native(prob: np.ndarray, shape, affine=None) -> np.ndarray:
+    """Probability map on the study grid -> float32 on the source grid. Without ``affine``
+    the grid's axes are the source's and ``shape`` is the source shape; with the source
+    ``affine`` the grid is in canonical (RAS) axes: resampled to the canonical shape, then
+    put back in the source file's axes (`study.data.orientation.from_canonical`)."""
+    from study.data import orientation as ori
+
+    shape = tuple(int(s) for s in shape)[:3]
+    prob = np.asarray(prob, dtype=np.float32)
+    if affine is None:
+        return resample_to_shape(prob, shape, order=1).astype(np.float32, copy=False)
+    out = resample_to_shape(prob, ori.canonical_shape(shape, affine), order=1)
+    return np.ascontiguousarray(ori.from_canonical(out, affine), dtype=np.float32)
+
+
+def to_source(prob: np.ndarray, src: dict) -> np.ndarray:
+    """`to_native` for a prepared case: ``src`` = ``Prepared.source(case)``."""
+    return to_native(prob, src["shape"], src["affine"] if src.get("canonical") else None)
+
+
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
     """Save ``data`` with ``affine`` (qform and sform, code 1) atomically."""
     import nibabel as nib
@@ -262,14 +282,9 @@ def write_prediction_nifti(
     affine so it overlays the original image in ITK-SNAP / 3D Slicer. ``prob_path`` also
     writes the resampled probability (float32). Writes are atomic.
     """
-    from study.data import orientation as ori
-
     src = prep.source(case_id)
     affine = np.asarray(src["affine"], dtype=np.float64)
-    p = resample_to_shape(np.asarray(prob, dtype=np.float32),
-                          src.get("canonical_shape", src["shape"]), order=1)
-    if src.get("canonical"):
-        p = np.ascontiguousarray(ori.from_canonical(p, affine))
+    p = to_source(prob, src)
     mask = (p >= threshold).astype(np.uint8)
     path = Path(path)
     save_nifti(mask, affine, path)

@@ -1,7 +1,7 @@
 """Test evaluation on the native grid: what a clinician, nnU-Net and MONAI users measure.
 
 Models train and are ranked on the resampled study grid. For the final numbers each
-probability map is mapped back onto the case's source NIfTI grid (`to_native`: linear,
+probability map is mapped back onto the case's source NIfTI grid (`study.evaluation.inference.to_native`: linear,
 voxel centres aligned, the same mapping `write_prediction_nifti` and `study.apply.predict` use),
 thresholded there, and compared with the original label file at its own voxel spacing.
 The mask written to ``CASE.nii.gz`` is exactly the one scored, so
@@ -14,28 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from study.evaluation.inference import resample_to_shape, save_nifti
+from study.evaluation.inference import save_nifti, to_source
 from study.evaluation.predictors import case_spacing, model_predictor
-
-
-def to_native(prob: np.ndarray, shape, affine=None) -> np.ndarray:
-    """Probability map on the study grid -> float32 on the source grid. Without ``affine``
-    the grid's axes are the source's and ``shape`` is the source shape; with the source
-    ``affine`` the grid is in canonical (RAS) axes: resampled to the canonical shape, then
-    put back in the source file's axes (`study.data.orientation.from_canonical`)."""
-    from study.data import orientation as ori
-
-    shape = tuple(int(s) for s in shape)[:3]
-    prob = np.asarray(prob, dtype=np.float32)
-    if affine is None:
-        return resample_to_shape(prob, shape, order=1).astype(np.float32, copy=False)
-    out = resample_to_shape(prob, ori.canonical_shape(shape, affine), order=1)
-    return np.ascontiguousarray(ori.from_canonical(out, affine), dtype=np.float32)
-
-
-def to_source(prob: np.ndarray, src: dict) -> np.ndarray:
-    """`to_native` for a prepared case: ``src`` = ``Prepared.source(case)``."""
-    return to_native(prob, src["shape"], src["affine"] if src.get("canonical") else None)
 
 
 def native_truth(prep, case_id: str) -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -137,8 +137,7 @@ def _dice(pred, truth):
 def test_ensemble_validation_is_the_hand_average_scored_by_hand(copy_run, case_inputs,
                                                                  prepared, tmp_path, capsys):
     from study.data.dataset import read_mask
-    from study.evaluation.inference import predict_volume
-    from study.evaluation.native import to_native
+    from study.evaluation.inference import predict_volume, to_native
 
     run = copy_run()
     capsys.readouterr()

@@ -31,8 +31,13 @@ import numpy as np
 
 from study.data import orientation as ori
 from study.data import resample as rs
-from study.data.dataset import DatasetSpec, load_case, read_dataset, resolve_cache_root
-from study.data.dataset import voxel_spacing as ori_spacing
+from study.data.dataset import (
+    DatasetSpec,
+    load_case,
+    read_dataset,
+    resolve_cache_root,
+    voxel_spacing,
+)
 from study.data.intensity import ZSCORE, channel_schemes
 from study.data.prepared import Prepared
 from study.data.splits import load_or_write_split, make_split
@@ -128,7 +133,7 @@ def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path, schemes: dict)
         "axcodes": ori.axcodes(case.affine),
         "canonical_shape": list(shape),
         "native_spacing": list(case.spacing),
-        "spacing": list(rs.grid_spacing(ori_spacing(affine), shape, grid)),
+        "spacing": list(rs.grid_spacing(voxel_spacing(affine), shape, grid)),
         "affine": case.affine.tolist(),
         "grid_affine": rs.grid_affine(affine, shape, grid).tolist(),
         "image_paths": [str(p.relative_to(spec.root)) for p in case.image_paths],

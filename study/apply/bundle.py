@@ -60,13 +60,25 @@ class Bundle:
     dataset: dict  # the run's dataset.json (channel_names, labels, file_ending)
     label: str
     label_value: int
-    grid: tuple[int, int, int]
+    grid: tuple[int, int, int] | None  # None: each case on its own grid at `spacing`
     models: list[ModelRef]  # every (phase, arch, rank) known, rank 1 first per group
     preprocessing: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     finalists: list[ModelRef] = field(default_factory=list)  # winners' fold models (--finalists)
     plans: dict = field(default_factory=dict)  # the run's plans (study.plans): ranges to check
     _tmp: Path | None = None  # where an archive was unpacked (removed by close())
+
+    @property
+    def spacing(self) -> tuple[float, float, float] | None:
+        """The target spacing (mm) the models were trained at; None on a fixed grid."""
+        sp = self.preprocessing.get("spacing")
+        return None if self.grid is not None or not sp else tuple(float(v) for v in sp)
+
+    def case_grid(self, spacing, shape) -> tuple[int, int, int]:
+        """The grid a case of ``shape`` at ``spacing`` (the work axes) is predicted on."""
+        from study.data.spacing import case_grid
+
+        return self.grid if self.spacing is None else case_grid(spacing, shape, self.spacing)
 
     @property
     def canonical(self) -> bool:
@@ -217,8 +229,8 @@ def _from_run(run: Path) -> Bundle:
     dataset = _run_dataset(run, meta)
     prep = meta.get("preprocessing") or {}
     grid = prep.get("grid") or (meta.get("budget") or {}).get("grid")
-    if not grid:
-        raise DataError(f"{meta_path}: no preprocessing grid recorded; was the run started "
+    if not grid and not prep.get("spacing"):
+        raise DataError(f"{meta_path}: no preprocessing grid or spacing recorded; was the run started "
                         f"by this version of study?")
     trials = read_trials(run)
     models = []
@@ -237,9 +249,13 @@ def _from_run(run: Path) -> Bundle:
     if value is None:
         value = (dataset.get("labels") or {}).get(label)
     return Bundle(source=run, name=str(meta.get("name") or run.name), dataset=dataset,
-                  label=str(label), label_value=int(value), grid=tuple(int(g) for g in grid),
+                  label=str(label), label_value=int(value), grid=_grid(grid),
                   models=models, preprocessing=prep, versions=meta.get("versions") or {},
                   finalists=_fold_models(run, meta), plans=meta.get("plans") or {})
+
+
+def _grid(grid) -> tuple[int, int, int] | None:
+    return tuple(int(g) for g in grid) if grid else None
 
 
 def _fold_models(run: Path, meta: dict) -> list[ModelRef]:
@@ -303,7 +319,7 @@ def _from_archive(path: Path) -> Bundle:
         return Bundle(source=path, name=man["name"], dataset=_json(tmp / "dataset.json",
                                                                    "an nnU-Net dataset.json"),
                       label=man["label"], label_value=int(man["label_value"]),
-                      grid=tuple(int(g) for g in man["grid"]),
+                      grid=_grid(man["grid"]),
                       models=[m for m in refs if m.kind != "fold"],
                       finalists=[m for m in refs if m.kind == "fold"],
                       preprocessing=man.get("preprocessing") or {},
@@ -352,7 +368,8 @@ def export_bundle(bundle: Bundle, models: list[ModelRef], out: str | os.PathLike
             zf.write(Path(bundle.source) / VALIDATION_FILE, VALIDATION_FILE)  # what predict prints
         manifest = {"format": FORMAT, "name": bundle.name, "source": str(bundle.source),
                     "label": bundle.label, "label_value": bundle.label_value,
-                    "grid": list(bundle.grid), "channels": bundle.channels,
+                    "grid": None if bundle.grid is None else list(bundle.grid),
+                    "channels": bundle.channels,
                     "preprocessing": bundle.preprocessing, "models": entries,
                     "plans": {k: v for k, v in bundle.plans.items() if k != "cases"},
                     "versions": {**bundle.versions, "study_export": __version__}}

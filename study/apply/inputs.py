@@ -82,8 +82,10 @@ def read_case(case: str, files: dict[str, Path], phases: list[str],
 def grid_inputs(vols: dict[str, np.ndarray], affine, bundle):
     """A case's native phase volumes -> ({phase: normalised volume on the study grid}, the
     affine of the axes the grid is in). A run trained in canonical orientation gets its
-    inputs reoriented to RAS first (`study.data.orientation`), exactly as its cache was."""
+    inputs reoriented to RAS first (`study.data.orientation`), exactly as its cache was; a
+    run trained at a target spacing puts each case on its own grid at that spacing."""
     from study.data import orientation as ori
+    from study.data.dataset import voxel_spacing
     from study.data.resample import preprocess_image
 
     shape = next(iter(vols.values())).shape
@@ -91,5 +93,7 @@ def grid_inputs(vols: dict[str, np.ndarray], affine, bundle):
         vols = {p: ori.to_canonical(v, affine) for p, v in vols.items()}
         affine = ori.canonical_affine(affine, shape)
     schemes = bundle.preprocessing.get("channel_normalisation") or {}
-    return {p: preprocess_image(v[None], bundle.grid, [schemes.get(p)])[0]
+    work_shape = next(iter(vols.values())).shape
+    grid = bundle.case_grid(voxel_spacing(affine), work_shape)
+    return {p: preprocess_image(v[None], grid, [schemes.get(p)])[0]
             for p, v in vols.items()}, affine

@@ -293,7 +293,8 @@ def _main(argv=None) -> int:
             if o.validation is None:
                 print(f"note: {note}", file=sys.stderr)
         info = {"source": str(bundle.source), "run": bundle.name, "label": bundle.label,
-                "label_value": bundle.label_value, "grid": list(bundle.grid),
+                "label_value": bundle.label_value, "grid": None if bundle.grid is None else list(bundle.grid),
+                "spacing": None if bundle.spacing is None else list(bundle.spacing),
                 "top": args.top, "ensemble": args.ensemble, "device": str(pred.device),
                 "models": {m.key: {**m.describe(), "path": bundle.where(m)} for m in models},
                 "postprocessing": {o.folder or ".": o.postprocessing for o in outputs},

@@ -1,6 +1,9 @@
-"""The preprocessing cache: every case resampled to the grid, normalised, stored as .npy.
+"""The preprocessing cache: every case resampled, normalised, stored as .npy.
 
-``prepare(root, grid=...)`` returns a `Prepared` view of
+Geometry: ``grid=(X, Y, Z)`` resamples every case to that one shape (the seed's way);
+``spacing="auto"`` or ``(x, y, z)`` mm (entries may be ``"auto"``) resamples each case to its
+own grid at the target spacing (`study.data.spacing`). ``prepare(root, ...)`` returns a
+`Prepared` view of
 ``CACHE_ROOT/<dataset name>-<key>/`` where ``key`` hashes the data set fingerprint (dataset.json
 plus name and content digest of every NIfTI file, see `_file_digest`: content, not paths or
 mtimes, so a copy of the same data on another node finds/builds the same key) and the preprocessing
@@ -40,11 +43,13 @@ from study.data.dataset import (
 )
 from study.data.intensity import ZSCORE, channel_schemes
 from study.data.prepared import Prepared
+from study.data.spacing import case_grid, parse_spacing, resolve_spacing
 from study.data.splits import load_or_write_split, make_split
 from study.errors import ConfigError, DataError
 from study.io import atomic_dir, ensure_writable_dir, stale_dirs
 
 CACHE_VERSION = 2  # 2: canonical (RAS) orientation
+DEFAULT_GRID = (320, 256, 72)
 _HASH_CHUNK = 1 << 16
 _fp_memo: dict[tuple, str] = {}
 
@@ -79,10 +84,13 @@ def fingerprint(spec: DatasetSpec) -> str:
     return h.hexdigest()[:20]
 
 
-def settings_for(spec: DatasetSpec, grid, schemes: dict | None = None) -> dict:
+def settings_for(spec: DatasetSpec, grid, schemes: dict | None = None, spacing=None) -> dict:
+    """The preprocessing settings (hashed into the cache key): ``grid`` (one shape) or the
+    resolved target ``spacing`` (mm; ``grid`` None)."""
     return {
         "version": CACHE_VERSION,
-        "grid": [int(g) for g in grid],
+        "grid": None if grid is None else [int(g) for g in grid],
+        **({} if spacing is None else {"spacing": [float(s) for s in spacing]}),
         "label": spec.label_name,
         "label_value": spec.label_value,
         "image_interpolation": "trilinear (torch, align_corners=False)",
@@ -110,8 +118,9 @@ def _locked(lock_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path, schemes: dict) -> dict:
+def _build_case(spec: DatasetSpec, case_id: str, settings: dict, out: Path) -> dict:
     case = load_case(spec, case_id)
+    schemes = settings["channel_normalisation"]
     source_shape = tuple(int(s) for s in case.label.shape)
     # work in the closest RAS axes: the same scan stored in another axis order gives the
     # same arrays (study.data.orientation); the source geometry is kept to write back
@@ -119,6 +128,7 @@ def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path, schemes: dict)
                                                                                 case.affine)
     affine = ori.canonical_affine(case.affine, source_shape)
     shape = tuple(int(s) for s in label.shape)
+    grid = settings["grid"] or case_grid(voxel_spacing(affine), shape, settings["spacing"])
     scales = []
     for k, chan in enumerate(image):
         q, scale = rs.prepare_channel(chan, grid, schemes.get(spec.phases[k]))
@@ -129,6 +139,7 @@ def _build_case(spec: DatasetSpec, case_id: str, grid, out: Path, schemes: dict)
     per_slice = mask.reshape(-1, mask.shape[2]).sum(axis=0)
     return {
         "scales": scales,
+        "grid": [int(g) for g in grid],
         "shape": list(source_shape),
         "axcodes": ori.axcodes(case.affine),
         "canonical_shape": list(shape),
@@ -156,23 +167,41 @@ def _build(spec: DatasetSpec, fp: str, settings: dict, final: Path, progress: bo
         (tmp / "masks").mkdir()
         (tmp / "splits").mkdir()
         cases = {}
-        desc = f"preparing {spec.root.name} -> {'x'.join(map(str, settings['grid']))}"
+        desc = f"preparing {spec.root.name} -> {geometry_text(settings)}"
         for case_id in tqdm(spec.case_ids, desc=desc, unit="case", disable=not progress):
-            cases[case_id] = _build_case(spec, case_id, settings["grid"], tmp,
-                                         settings["channel_normalisation"])
+            cases[case_id] = _build_case(spec, case_id, settings, tmp)
         meta = {"fingerprint": fp, "settings": settings, "phases": spec.phases,
                 "label": spec.label_name, "train_ids": spec.train_ids, "test_ids": spec.test_ids,
                 "source_root": str(spec.root), "cases": cases}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
-def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=None,
-            seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2,
-            progress: bool = True) -> Prepared:
-    """Preprocess a data set into the cache (once) and return a memory-mapped view of it."""
-    grid = tuple(int(g) for g in grid)
+def geometry_text(settings: dict) -> str:
+    """``128x128x32`` (one grid) or ``2.5x2.5x7.7 mm`` (a target spacing)."""
+    if settings.get("grid"):
+        return "x".join(map(str, settings["grid"]))
+    return "x".join(f"{s:g}" for s in settings["spacing"]) + " mm"
+
+
+def _check_geometry(grid, spacing) -> tuple:
+    if spacing is not None:
+        if grid is not None:
+            raise ConfigError("give either grid (one shape for every case) or spacing (mm), "
+                              "not both")
+        return None, parse_spacing(spacing)
+    grid = tuple(int(g) for g in (DEFAULT_GRID if grid is None else grid))
     if len(grid) != 3 or min(grid) < 1:
         raise ConfigError(f"grid must be three positive sizes (X, Y, Z), got {grid}")
+    return grid, None
+
+
+def prepare(root, *, label: str | None = None, grid=None, spacing=None, cache_root=None,
+            seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2,
+            progress: bool = True) -> Prepared:
+    """Preprocess a data set into the cache (once) and return a memory-mapped view of it.
+    ``grid`` (default `DEFAULT_GRID` when no ``spacing``) or ``spacing``: see the module
+    docstring."""
+    grid, spacing = _check_geometry(grid, spacing)
     spec = read_dataset(root, label=label)
     split_args = {"train_ids": spec.train_ids, "test_ids": spec.test_ids, "seed": seed,
                   "val_fraction": val_fraction, "test_fraction": test_fraction,
@@ -180,7 +209,8 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
     make_split(**split_args)  # fail on an impossible split before building anything
     fp = fingerprint(spec)
     croot = resolve_cache_root(cache_root)
-    settings = settings_for(spec, grid, channel_schemes(spec, croot, fp))
+    target = None if spacing is None else resolve_spacing(spacing, spec)
+    settings = settings_for(spec, grid, channel_schemes(spec, croot, fp), target)
     final = croot / f"{spec.root.name}-{_cache_key(fp, settings)}"
     if not (final / "meta.json").is_file():
         ensure_writable_dir(croot, "cache root ($STUDY_CACHE or --cache)", DataError)
@@ -191,7 +221,8 @@ def prepare(root, *, label: str | None = None, grid=(320, 256, 72), cache_root=N
                 _build(spec, fp, settings, final, progress)
     split_path = final / "splits" / f"seed{seed}_val{val_fraction:g}_test{test_fraction:g}.json"
     split = load_or_write_split(split_path, spec.case_ids, **split_args)
-    args = {"root": str(spec.root), "label": label, "grid": grid, "cache_root": cache_root,
+    args = {"root": str(spec.root), "label": label, "grid": grid, "spacing": spacing,
+            "cache_root": cache_root,
             "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     return Prepared(final, spec.root, split, split_path, args=args, build=prepare)
 

@@ -19,7 +19,8 @@ from study.errors import ConfigError
 
 
 class Prepared:
-    """Preprocessed data set on the standard grid. Arrays are (X, Y, Z); images (C, X, Y, Z)."""
+    """Preprocessed data set: every case on one grid, or each on its own grid at one target
+    spacing (`case_grid`). Arrays are (X, Y, Z); images (C, X, Y, Z)."""
 
     def __init__(self, cache_dir: Path, root: Path, split: dict, split_path: Path,
                  args: dict | None = None, build=None):
@@ -60,8 +61,29 @@ class Prepared:
         return list(self.meta["phases"])
 
     @property
+    def fixed_grid(self) -> bool:
+        """Whether every case has the one shape `grid` (else: its own, at `target_spacing`)."""
+        return bool(self.meta["settings"].get("grid"))
+
+    @property
     def grid(self) -> tuple[int, int, int]:
-        return tuple(self.meta["settings"]["grid"])
+        """The shape of every case (fixed grid); at a target spacing the median case grid
+        (what patch and slice sizes are planned from; per case see `case_grid`)."""
+        if self.fixed_grid:
+            return tuple(self.meta["settings"]["grid"])
+        grids = np.array([self.case_grid(c) for c in self.case_ids], dtype=np.float64)
+        return tuple(int(v) for v in np.rint(np.median(grids, axis=0)))
+
+    @property
+    def target_spacing(self) -> tuple[float, float, float] | None:
+        """The target spacing (mm) the cases were resampled to; None on a fixed grid."""
+        sp = self.meta["settings"].get("spacing")
+        return None if sp is None else tuple(float(v) for v in sp)
+
+    def case_grid(self, case_id: str) -> tuple[int, int, int]:
+        """The shape case ``case_id`` is stored at."""
+        c = self._case(case_id)
+        return tuple(int(g) for g in (c.get("grid") or self.meta["settings"]["grid"]))
 
     @property
     def fingerprint(self) -> str:
@@ -172,7 +194,7 @@ class Prepared:
         """Normalised image, float32 (len(phases), X, Y, Z)."""
         idx = self.phase_index(self.phases if phases is None else phases)
         scales = self._case(case_id)["scales"]
-        out = np.empty((len(idx), *self.grid), dtype=np.float32)
+        out = np.empty((len(idx), *self.case_grid(case_id)), dtype=np.float32)
         for i, k in enumerate(idx):
             out[i] = self._raw(case_id, k).transpose(1, 2, 0)
             out[i] *= np.float32(scales[k])
@@ -187,8 +209,9 @@ class Prepared:
         (len(phases), len(zs), X, Y) in phase-major order."""
         idx = self.phase_index(phases)
         scales = self._case(case_id)["scales"]
-        zs = np.clip(np.asarray(zs, dtype=np.int64), 0, self.grid[2] - 1)
-        out = np.empty((len(idx), len(zs), self.grid[0], self.grid[1]), dtype=np.float32)
+        g = self.case_grid(case_id)
+        zs = np.clip(np.asarray(zs, dtype=np.int64), 0, g[2] - 1)
+        out = np.empty((len(idx), len(zs), g[0], g[1]), dtype=np.float32)
         for i, k in enumerate(idx):
             out[i] = self._raw(case_id, k)[zs]
             out[i] *= np.float32(scales[k])
@@ -198,10 +221,11 @@ class Prepared:
         """Mask slice z, uint8 (X, Y)."""
         return np.asarray(self._raw_mask(case_id)[int(z)])
 
-    def _box(self, arr: np.ndarray, lo, size) -> np.ndarray:
+    @staticmethod
+    def _box(arr: np.ndarray, lo, size) -> np.ndarray:
         """Box of ``size`` (X, Y, Z) at ``lo`` from a (Z, X, Y) array, edge-replicated
         outside the volume; returned in (Z, X, Y) order."""
-        g = self.grid
+        g = (arr.shape[1], arr.shape[2], arr.shape[0])
         a = [min(max(int(lo[d]), 0), g[d] - 1) for d in range(3)]
         b = [max(min(int(lo[d]) + int(size[d]), g[d]), a[d] + 1) for d in range(3)]
         block = np.asarray(arr[a[2]:b[2], a[0]:b[0], a[1]:b[1]])

@@ -8,7 +8,11 @@
   a tumor-free region (a random centre whose whole patch holds no tumor; after 50 failed
   draws, any centre that is not tumor). Out-of-volume parts are edge-replicated.
 * ``"2d"``: axial slices ``(C, X, Y)``: every slice with tumor, plus a seeded
-  ``empty_fraction`` of the tumor-free slices (1.0 = every slice).
+  ``empty_fraction`` of the tumor-free slices (1.0 = every slice). Whole slices on a fixed
+  grid; with ``patch=(PX, PY)`` (cases on their own grids, `Prepared.case_grid`) a window of
+  that size: centred on the slice where the slice is smaller (edge-replicated), else at a
+  random place that holds a random tumor voxel of the slice (tumor slices: foreground
+  oversampling) or anywhere (tumor-free slices), drawn from the item's seed.
 * ``"2.5d"``: the same slices with their two neighbours, ``(3C, X, Y)`` in phase-major,
   slice-minor order ``[p0@z-1, p0@z, p0@z+1, p1@z-1, ...]``; edges replicate the end slice;
   target = centre slice.
@@ -103,7 +107,7 @@ class PatchSampler3D(_Base):
         return idx
 
     def _box_has_tumor(self, case_id, lo) -> bool:
-        g = self.prep.grid
+        g = self.prep.case_grid(case_id)
         a = [max(0, lo[d]) for d in range(3)]
         b = [min(g[d], lo[d] + self.patch[d]) for d in range(3)]
         m = self.prep._raw_mask(case_id)
@@ -118,13 +122,14 @@ class PatchSampler3D(_Base):
     def centre(self, i: int) -> tuple[str, tuple[int, int, int], bool]:
         """(case, centre voxel (x, y, z), positive) of item i."""
         rng = self._rng(i)
-        g = self.prep.grid
         if self.is_positive(i):
             case = self.pos_cases[rng.integers(len(self.pos_cases))]
+            g = self.prep.case_grid(case)
             vox = self._tumor_voxels(case)
             z, x, y = np.unravel_index(int(vox[rng.integers(len(vox))]), (g[2], g[0], g[1]))
             return case, (int(x), int(y), int(z)), True
         case = self.case_ids[rng.integers(len(self.case_ids))]
+        g = self.prep.case_grid(case)
         half = [p // 2 for p in self.patch]
         mask = self.prep._raw_mask(case)
         c = None
@@ -147,10 +152,14 @@ class SliceSampler(_Base):
     """2D slices (``context=0``) or 2.5D slabs (``context=1``: 3 slices per phase)."""
 
     def __init__(self, prep, case_ids, phases, *, seed=0, length=None, empty_fraction=None,
-                 context: int = 0):
+                 context: int = 0, patch=None):
         super().__init__(prep, case_ids, phases, seed)
         empty_fraction = check_empty_fraction("2d", empty_fraction)
         self.context = int(context)
+        self.patch = None if patch is None else tuple(int(p) for p in patch)[:2]
+        if self.patch is None and not getattr(prep, "fixed_grid", True):
+            raise ConfigError("the cases are on their own grids (a target spacing): 2D/2.5D "
+                              "sampling needs an in-plane patch size (patch=(PX, PY))")
         rng = np.random.default_rng([self.seed, 7919])
         items, empty = [], []
         for ci, case in enumerate(self.case_ids):
@@ -174,8 +183,39 @@ class SliceSampler(_Base):
         ci, z = self.items[int(i) % len(self.items)]
         return self.case_ids[int(ci)], int(z)
 
+    def corner(self, i: int, case: str, z: int) -> tuple[int, int]:
+        """(x, y) of the window's first voxel for item ``i`` (see the module docstring)."""
+        rng = self._rng(i)
+        g = self.prep.case_grid(case)
+        hit = None
+        if any(g[d] > self.patch[d] for d in (0, 1)):
+            xs, ys = np.nonzero(self.prep.mask_axial(case, z))
+            if len(xs):
+                k = int(rng.integers(len(xs)))
+                hit = (int(xs[k]), int(ys[k]))
+        lo = []
+        for d in (0, 1):
+            n, p = g[d], self.patch[d]
+            if n <= p:
+                lo.append(-((p - n) // 2))
+            elif hit is None:
+                lo.append(int(rng.integers(n - p + 1)))
+            else:
+                lo.append(int(rng.integers(max(0, hit[d] - p + 1), min(n - p, hit[d]) + 1)))
+        return lo[0], lo[1]
+
+    def _window(self, case: str, z: int, i: int):
+        x0, y0 = self.corner(i, case, z)
+        c, (px, py) = self.context, self.patch
+        img, msk = self.prep.crop(case, self.phases, (x0, y0, z - c), (px, py, 2 * c + 1))
+        x = img.transpose(0, 3, 1, 2).reshape(-1, px, py)  # (C*S, X, Y), phase-major
+        return (torch.from_numpy(np.ascontiguousarray(x)),
+                torch.from_numpy(msk[None, :, :, c].astype(np.float32)))
+
     def __getitem__(self, i: int):
         case, z = self.item(i)
+        if self.patch is not None:
+            return self._window(case, z, i)
         zs = np.arange(z - self.context, z + self.context + 1)
         x = self.prep.axial(case, self.phases, zs)  # (C, S, X, Y), phase-major
         x = x.reshape(-1, *x.shape[2:])
@@ -184,13 +224,26 @@ class SliceSampler(_Base):
 
 
 def make_sampler(kind: str, prep, case_ids, phases, *, seed: int = 0, patch=(64, 64, 64),
-                 length: int | None = None, empty_fraction: float | None = None) -> Dataset:
+                 length: int | None = None, empty_fraction: float | None = None,
+                 slice_patch=None) -> Dataset:
     """A seeded, picklable torch Dataset of training items; see the module docstring.
-    ``empty_fraction`` None = the kind's default (:data:`DEFAULT_EMPTY_FRACTION`)."""
+    ``empty_fraction`` None = the kind's default (:data:`DEFAULT_EMPTY_FRACTION`);
+    ``slice_patch`` (PX, PY): the 2D/2.5D window (None: whole slices of a fixed grid)."""
     if kind == "3d":
         return PatchSampler3D(prep, case_ids, phases, seed=seed, patch=patch, length=length,
                               empty_fraction=empty_fraction)
     if kind in ("2d", "2.5d"):
         return SliceSampler(prep, case_ids, phases, seed=seed, length=length,
-                            empty_fraction=empty_fraction, context=1 if kind == "2.5d" else 0)
+                            empty_fraction=empty_fraction, context=1 if kind == "2.5d" else 0,
+                            patch=slice_patch)
     raise ConfigError(f"unknown sampler kind {kind!r}; choose one of {list(KINDS)}")
+
+
+def slice_patch(prep, multiple: int = 1) -> tuple[int, int] | None:
+    """The 2D/2.5D window of a data set whose cases have their own grids: the median case
+    grid in-plane, rounded up to a multiple of ``multiple`` (the model's size multiple);
+    None on a fixed grid (whole slices)."""
+    if getattr(prep, "fixed_grid", True):
+        return None
+    m = max(1, int(multiple))
+    return tuple(-(-int(v) // m) * m for v in prep.grid[:2])

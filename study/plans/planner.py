@@ -1,12 +1,9 @@
 """The plan: what a new scan is compared with, and the target spacing of the data set.
 
-Target spacing (nnU-Net's rule, ``ExperimentPlanner.determine_fullres_target_spacing``): the
-median spacing per axis over the training cases; when one axis is much coarser than the others
-(more than `ANISO_THRESHOLD` x their largest spacing) and, at that spacing, has fewer than
-1/`ANISO_THRESHOLD` of their voxels, it gets the 10th percentile of its spacings instead
-(never finer than the other axes), so thick-slice scans are not resampled to a median that
-throws slices away. The slice axis is the coarsest axis of the target spacing; the median
-shape is the median over cases of shape x spacing / target spacing.
+Target spacing: nnU-Net's rule (`study.data.spacing.target_spacing`, where the cache's
+``spacing: auto`` also takes it from) over the cases the models learn from. The slice axis
+is the coarsest axis of the target spacing; the median shape is the median over cases of
+shape x spacing / target spacing.
 """
 
 from __future__ import annotations
@@ -16,27 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-ANISO_THRESHOLD = 3.0
+from study.data.spacing import target_spacing
+
 PLANS_FILE = "plans.json"
 VERSION = 1
-
-
-def target_spacing(spacings, shapes) -> tuple[list[float], bool]:
-    """(target spacing, anisotropic?) for per-case ``spacings`` and ``shapes`` (N x 3)."""
-    spacings = np.asarray(spacings, dtype=np.float64)
-    shapes = np.asarray(shapes, dtype=np.float64)
-    target = np.median(spacings, axis=0)
-    size = np.median(shapes * spacings / target, axis=0)
-    worst = int(np.argmax(target))
-    others = [a for a in range(3) if a != worst]
-    aniso_spacing = target[worst] > ANISO_THRESHOLD * max(target[others])
-    aniso_voxels = size[worst] * ANISO_THRESHOLD < min(size[others])
-    if aniso_spacing and aniso_voxels:
-        value = float(np.percentile(spacings[:, worst], 10))
-        if value < max(target[others]):
-            value = max(max(target[others]), value) + 1e-5
-        target[worst] = value
-    return [float(v) for v in target], bool(aniso_spacing and aniso_voxels)
 
 
 def _range(values) -> list[float]:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from study.errors import ConfigError, run_cli
-from study.names import ARCH_NAMES, LOSSES, LRDEHL_VARIANTS
+from study.names import ARCH_NAMES, AUGMENT_LEVELS, LOSSES, LRDEHL_VARIANTS
 
 
 def _positive_int(text: str) -> int:
@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", type=Path, help="nnU-Net-layout data set (default: the phantom)")
     d.add_argument("--label", help="label name in dataset.json (default: the data layer's)")
     d.add_argument("--grid", type=_positive_int, nargs=3, metavar=("X", "Y", "Z"),
-                   default=None, help="standard grid (default 320 256 72)")
+                   default=None, help="one grid for every case (default 320 256 72)")
+    d.add_argument("--spacing", nargs="+", metavar="MM", default=None,
+                   help="instead of --grid: each case on its own grid at this spacing, "
+                        "'auto' (the data set's plan) or X Y Z in mm (each may be 'auto')")
     d.add_argument("--cache", type=Path, help="preprocessing cache root")
     d.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     m = p.add_argument_group("model and training")
@@ -81,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "tumor-free slices kept (default 1.0)")
     m.add_argument("--eval-every", type=_positive_int,
                    help="default: iterations / 5, at most 1000")
+    m.add_argument("--augment", choices=AUGMENT_LEVELS, default="none",
+                   help="training-time augmentation level (README, Augmentation); "
+                   "validation and test are never augmented (default none)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     m.add_argument("--num-workers", type=int, default=0)
@@ -110,7 +116,8 @@ def _config(args, prep):
         iterations=args.iterations, eval_every=eval_every, batch_size=args.batch_size,
         lr_halve_every=args.lr_halve_every,
         patch=tuple(args.patch) if args.patch else default_patch(prep.grid),
-        empty_fraction=args.empty_fraction, seed=args.seed, num_workers=args.num_workers,
+        empty_fraction=args.empty_fraction, seed=args.seed, augment=args.augment,
+        num_workers=args.num_workers,
         device=args.device, overlap=args.overlap,
         extra={"data": str(prep.root) if hasattr(prep, "root") else None,
                "fingerprint": prep.fingerprint},
@@ -184,8 +191,13 @@ def _prepare(args):
         data = default_phantom()
         print(f"data: default phantom at {data}", file=sys.stderr)
     kwargs = {"label": args.label, "cache_root": args.cache, "seed": args.split_seed}
+    if args.grid and args.spacing:
+        raise ConfigError("--grid and --spacing: give one of them (a shape for every case, or "
+                          "a spacing in mm)")
     if args.grid:
         kwargs["grid"] = tuple(args.grid)
+    if args.spacing:
+        kwargs["spacing"] = args.spacing[0] if len(args.spacing) == 1 else args.spacing
     return prepare(data, progress=True, **kwargs)
 
 
@@ -200,13 +212,19 @@ def _start_out(out: Path, cfg) -> None:
                           "choose a writable folder") from None
 
 
+def _geometry(prep) -> str:
+    if getattr(prep, "fixed_grid", True):
+        return f"grid {prep.grid}"
+    return f"spacing {prep.target_spacing} mm (median grid {prep.grid})"
+
+
 def _train(cfg, prep, out: Path) -> tuple[list[dict], dict, float]:
     """Train with a progress line per evaluation; (validation rows, result, seconds)."""
     from study.train.engine import train
 
     base = {"arch": cfg.arch, "phase": "+".join(cfg.phases)}
     rows: list[dict] = []
-    print(f"{cfg.arch} on {base['phase']}: {cfg.iterations} iterations, grid {prep.grid}, "
+    print(f"{cfg.arch} on {base['phase']}: {cfg.iterations} iterations, {_geometry(prep)}, "
           f"train/val/test {len(prep.split['train'])}/{len(prep.split['val'])}/"
           f"{len(prep.split['test'])} cases", file=sys.stderr)
 

@@ -176,11 +176,19 @@ def preflight(config: TrainConfig, prep) -> torch.device:
     config.check(phases_available=list(prep.phases))
     dev = resolve_device(config.device)
     info = model_info(config.arch)
-    _check_sizes(2**info.default_depth, info.kind, config, prep.grid)
+    _check_sizes(2**info.default_depth, info.kind, config, _fixed_grid(prep))
     return dev
 
 
+def _fixed_grid(prep):
+    return prep.grid if getattr(prep, "fixed_grid", True) else None
+
+
 def _check_sizes(m: int, kind: str, config: TrainConfig, grid) -> None:
+    """3D patches, and the in-plane size of a fixed grid (``grid`` None: the cases have their
+    own grids and 2D windows are planned as multiples of ``m``), must be multiples of m."""
+    if kind != "3d" and grid is None:
+        return
     sizes = config.patch if kind == "3d" else tuple(grid)[:2]
     key = "patch" if kind == "3d" else "grid (X, Y)"
     if any(int(s) % m for s in sizes):
@@ -266,7 +274,7 @@ def _build(config: TrainConfig, prep, workdir: Path) -> _Session:
     kind = model_kind(config.arch)
     seed_everything(config.seed)
     model = build_model(config.arch, len(config.phases), config.base_channels)
-    _check_sizes(int(getattr(model, "size_multiple", 1)), kind, config, prep.grid)
+    _check_sizes(int(getattr(model, "size_multiple", 1)), kind, config, _fixed_grid(prep))
     model.to(dev)
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last_3d if kind == "3d" else torch.channels_last)
@@ -296,11 +304,16 @@ def _restore(s: _Session, resume_from: Path) -> tuple[int, dict | None]:
 
 def _batches(s: _Session, start: int):
     """The training batch stream, positioned after ``start`` batches."""
-    from study.data.samplers import make_sampler
+    from study.data.samplers import make_sampler, slice_patch
 
     c = s.config
     dataset = make_sampler(s.kind, s.prep, list(s.prep.split["train"]), list(c.phases),
-                           seed=c.seed, patch=tuple(c.patch), empty_fraction=c.empty_fraction)
+                           seed=c.seed, patch=tuple(c.patch), empty_fraction=c.empty_fraction,
+                           slice_patch=slice_patch(s.prep, getattr(s.model, "size_multiple", 1)))
+    if c.augment != "none":  # training items only: validation and test never augment
+        from study.data.augment import Augmented
+
+        dataset = Augmented(dataset, c.augment, s.kind, seed=c.seed)
     return batch_stream(dataset, c.batch_size, c.seed, start_batch=start,
                         num_workers=c.num_workers, pin_memory=s.dev.type == "cuda")
 

@@ -32,7 +32,9 @@ def replay(run_dir: Path, phase: str, log=print) -> float:
 
     meta = json.loads((run_dir / "study.json").read_text(encoding="utf-8"))
     b = meta["budget"]
-    prep = prepare(meta["data"], label=meta.get("label"), grid=tuple(b["grid"]),
+    geometry = {"spacing": b["spacing"]} if b.get("spacing") is not None \
+        else {"grid": tuple(b["grid"])}
+    prep = prepare(meta["data"], label=meta.get("label"), **geometry,
                    seed=int(meta.get("split_seed", meta["seed"])), progress=False)
     trials = read_trials(run_dir).filter((pl.col("phase") == phase)
                                          & (pl.col("status") != "ERROR"))

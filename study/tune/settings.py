@@ -19,7 +19,7 @@ class TrialSettings:
     eval_every: int
     seed: int  # the study seed (trial seeds: `study.tune.params.trial_seed`)
     data: str  # data set folder
-    grid: tuple[int, int, int]
+    grid: tuple[int, int, int] | None  # None: `spacing`
     cache_root: str
     val_cases: tuple[str, ...]
     label: str | None = None
@@ -27,6 +27,12 @@ class TrialSettings:
     fake: dict = field(default_factory=dict)  # options of the fake trainable
     folds: tuple[dict, ...] = ()  # cross-validation folds (`study.tune.crossval`)
     seed_offset: int = 0  # added to trial seeds (fold models never share a search seed)
+    spacing: str | tuple | None = None  # target spacing request (`study.data.spacing`)
+
+    @property
+    def geometry(self) -> dict:
+        """What `study.data.prepare` takes: ``{"grid": ...}`` or ``{"spacing": ...}``."""
+        return {"spacing": self.spacing} if self.spacing is not None else {"grid": self.grid}
 
     def with_(self, **changes) -> TrialSettings:
         return replace(self, **changes)

@@ -44,7 +44,7 @@ from study.tune.yaml_checks import unknown as _unknown
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 TOP_KEYS = ("description", "trainable", "phases", "seed", "max_failures", "params", "per_arch",
             "resources", "fake", "budgets", "start_with", "sampler")
-BUDGET_KEYS = ("iterations", "eval_every", "grid", "trials", "max_concurrent", "grace_period",
+BUDGET_KEYS = ("iterations", "eval_every", "grid", "spacing", "trials", "max_concurrent", "grace_period",
                "reduction_factor", "phases", "params", "per_arch", "start_with", "sampler",
                "early_stopping")
 FAKE_KEYS = ("misleading", "sleep", "crash_lr_above", "nan_lr_below", "log_starts", "replay",
@@ -59,7 +59,7 @@ class Budget:
     name: str
     iterations: int
     eval_every: int
-    grid: tuple[int, int, int]
+    grid: tuple[int, int, int] | None  # one shape for every case, or None: `spacing`
     trials: int
     max_concurrent: int
     grace_period: int
@@ -67,6 +67,19 @@ class Budget:
     phases: tuple[str, ...] | None = None
     sampler: dict | None = None  # None = the space's sampler
     early_stopping: str = "asha"  # or "none": every trial runs the full budget
+    spacing: str | tuple | None = None  # "auto" or (x, y, z) mm / "auto" entries
+
+    @property
+    def geometry(self) -> dict:
+        """What `study.data.prepare` takes: ``{"grid": ...}`` or ``{"spacing": ...}``."""
+        return {"spacing": self.spacing} if self.spacing is not None else {"grid": self.grid}
+
+    @property
+    def geometry_text(self) -> str:
+        if self.spacing is None:
+            return f"grid {list(self.grid)}"
+        sp = self.spacing if isinstance(self.spacing, str) else list(self.spacing)
+        return f"spacing {sp}"
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,7 @@ class SearchSpace:
             grace = max(eval_every, int(round(base.grace_period * scale)))
             return Budget(str(n), n, eval_every, base.grid, base.trials, base.max_concurrent,
                           min(grace, n), base.reduction_factor, base.phases, base.sampler,
-                          base.early_stopping)
+                          base.early_stopping, base.spacing)
         if spec not in self.budgets:
             raise ConfigError(
                 f"{self.path}: no budget {spec!r}; budgets in this space: "
@@ -251,6 +264,22 @@ def _start_with(raw, where: str) -> tuple:
     return tuple(dict(e) for e in raw)
 
 
+def _geometry(raw: dict, w) -> tuple:
+    """A budget's ``grid: [X, Y, Z]`` or ``spacing: auto | [x, y, z]`` (exactly one)."""
+    from study.data.spacing import parse_spacing
+
+    if ("grid" in raw) == ("spacing" in raw):
+        raise ConfigError(f"{w('grid')}: give either grid: [X, Y, Z] (one shape for every "
+                          f"case) or spacing: auto | [x, y, z] (mm), exactly one of them")
+    if "spacing" in raw:
+        return None, parse_spacing(raw["spacing"], w("spacing"))
+    grid = raw["grid"]
+    if not (isinstance(grid, list) and len(grid) == 3
+            and all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)):
+        raise ConfigError(f"{w('grid')}: expected [X, Y, Z] positive integers, got {grid!r}")
+    return tuple(grid), None
+
+
 def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
     pre = f"budgets.{name}"
 
@@ -259,17 +288,14 @@ def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
 
     raw = _mapping(raw, _k(path, pre))
     _unknown(raw, BUDGET_KEYS, _k(path, pre))
-    for key in ("iterations", "eval_every", "grid"):
+    for key in ("iterations", "eval_every"):
         if key not in raw:
             raise ConfigError(f"{_k(path, pre)}: missing key {key!r}")
+    grid, spacing = _geometry(raw, w)
     iterations = _int(raw["iterations"], w("iterations"))
     eval_every = _int(raw["eval_every"], w("eval_every"))
     if eval_every > iterations:
         raise ConfigError(f"{w('eval_every')}: {eval_every} exceeds iterations {iterations}")
-    grid = raw["grid"]
-    if not (isinstance(grid, list) and len(grid) == 3
-            and all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)):
-        raise ConfigError(f"{w('grid')}: expected [X, Y, Z] positive integers, got {grid!r}")
     grace = _int(raw.get("grace_period", eval_every), w("grace_period"))
     if grace > iterations:
         raise ConfigError(f"{w('grace_period')}: {grace} exceeds iterations {iterations}")
@@ -279,7 +305,7 @@ def _budget(name: str, raw, path: Path) -> tuple[Budget, dict, dict]:
         raise ConfigError(f"{w('early_stopping')}: use asha (ASHA stops weak trials) or none "
                           f"(every trial runs the full budget), got {stopping!r}")
     budget = Budget(
-        name=name, iterations=iterations, eval_every=eval_every, grid=tuple(grid),
+        name=name, iterations=iterations, eval_every=eval_every, grid=grid, spacing=spacing,
         trials=_int(raw.get("trials", 8), w("trials")),
         max_concurrent=_int(raw.get("max_concurrent", 2), w("max_concurrent")),
         grace_period=grace, reduction_factor=rf,

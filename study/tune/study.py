@@ -150,6 +150,8 @@ def _check_sizes(archs: list[str], params: dict, per_arch: dict, budget: Budget,
             patches = [[64, 64, 64]] if patch is None else [patch.value] if patch.fixed \
                 else list(patch.args)
             sizes, key = [s for p in patches for s in p], "patch"
+        elif budget.grid is None:  # own grids per case: 2D windows are planned as multiples
+            continue
         else:
             sizes, key = list(budget.grid[:2]), f"budgets.{budget.name}.grid"
         if any(int(s) % m for s in sizes):
@@ -178,7 +180,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     b = s.budget
     phases = study_phases(s, data, log)  # phases and label checked before preprocessing
     where = str(s.space.path)
-    prep = prepare(data, label=s.label, grid=b.grid, seed=s.split_seed)
+    prep = prepare(data, label=s.label, **b.geometry, seed=s.split_seed)
     params, per_arch = s.space.space_for(b)
     archs = [params["arch"].value] if params["arch"].fixed else list(params["arch"].args)
     _check_inputs(params, per_arch, prep.phases, where)
@@ -200,7 +202,7 @@ def run_study(s: StudySettings, *, saved: dict | None, init_ray, log=print) -> i
     write_text_atomic(s.run_dir / "dataset.json",
                       (Path(data) / "dataset.json").read_text(encoding="utf-8"))
     log(f"study {s.name}: space {s.space.name}, budget {b.name} ({b.iterations} iterations, "
-        f"eval every {b.eval_every}, grid {list(b.grid)}), {s.trials} trial(s) per phase, "
+        f"eval every {b.eval_every}, {b.geometry_text}), {s.trials} trial(s) per phase, "
         f"phases {', '.join(phases)}, run directory {s.run_dir}")
 
     tune_s = _run_phases(s, prep, data, phases, (params, per_arch, archs), meta,
@@ -303,7 +305,8 @@ def trial_settings(s: StudySettings, prep, data: Path, phase: str):
         trainable=s.space.trainable, fake=dict(s.space.fake or {}), phase=phase,
         all_phases=tuple(prep.phases), iterations=int(b.iterations),
         eval_every=int(b.eval_every), seed=int(s.seed), data=str(data), label=s.label,
-        grid=tuple(int(g) for g in b.grid), data_seed=int(s.split_seed),
+        grid=None if b.grid is None else tuple(int(g) for g in b.grid),
+        spacing=b.spacing, data_seed=int(s.split_seed),
         cache_root=str(resolve_cache_root(None)), val_cases=tuple(prep.split["val"]))
 
 

@@ -101,7 +101,7 @@ def make_reporter(measure=None, needs_checkpoint: bool = True):
 def _prepare(run: TrialSettings, fold: int | None = None):
     from study.data import prepare
 
-    prep = prepare(run.data, label=run.label, grid=tuple(run.grid), cache_root=run.cache_root,
+    prep = prepare(run.data, label=run.label, **run.geometry, cache_root=run.cache_root,
                    seed=run.data_seed, progress=False)
     if fold is None:
         return prep

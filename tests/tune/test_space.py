@@ -33,7 +33,7 @@ def test_shipped_spaces_load_with_smoke_demo_full(name):
     assert space.path == SPACES_DIR / f"{name}.yaml"
     assert {"smoke", "demo", "full"} <= set(space.budgets)
     full = space.budget("full")
-    assert (full.iterations, full.grid) == (40000, (320, 256, 72))
+    assert (full.iterations, full.grid, full.spacing) == (40000, None, "auto")
     for b in space.budgets.values():
         assert b.eval_every <= b.iterations and b.grace_period <= b.iterations
 
@@ -63,7 +63,7 @@ def test_budget_overrides_and_iteration_budget():
     assert params["base_channels"].args == (4, 8) and params["batch_size"].value == 2
     assert space.params["base_channels"].args == (8, 16, 32)  # the top level is untouched
     b = space.budget("500")
-    assert (b.iterations, b.eval_every, b.grid) == (500, 50, (320, 256, 72))
+    assert (b.iterations, b.eval_every, b.spacing) == (500, 50, "auto")
     assert b.eval_every <= b.grace_period <= 500
     with pytest.raises(ConfigError, match="no budget 'huge'.*smoke, demo, cpu, full"):
         space.budget("huge")
@@ -99,7 +99,11 @@ def test_train_config_kwargs_resolves_switch_inputs_and_seed():
     (lambda d: d["params"].update(switch_step=2.0), "switch_step", "fraction"),
     (lambda d: d["params"].update(arch="resnet"), "'resnet'", "unet3d, simplified3d, unet2d, hybrid"),
     (lambda d: d["params"].pop("arch"), "'arch' is required", "choice"),
-    (lambda d: d["budgets"]["smoke"].pop("grid"), "budgets.smoke", "missing key 'grid'"),
+    (lambda d: d["budgets"]["smoke"].pop("grid"), "budgets.smoke", "either grid.*or spacing"),
+    (lambda d: d["budgets"]["smoke"].update(spacing="auto"), "budgets.smoke",
+     "either grid.*or spacing"),
+    (lambda d: d["budgets"]["smoke"].pop("grid") and d["budgets"]["smoke"].update(
+        spacing=[1.0, -2, "auto"]), "budgets.smoke.spacing'", "auto or \\[x, y, z\\]"),
     (lambda d: d["budgets"]["smoke"].update(grid=[32, 32]), "budgets.smoke.grid'", "\\[X, Y, Z\\]"),
     (lambda d: d["budgets"]["smoke"].update(eval_every=50), "eval_every", "exceeds"),
     (lambda d: d["budgets"]["smoke"].update(reduction_factor=1), "reduction_factor", ">= 2"),

@@ -1,4 +1,4 @@
-"""The registry of names (no torch): architectures, base losses, LRDEHL variants.
+"""The registry of names (no torch): architectures, base losses, LRDEHL variants, augment levels.
 
 Everything that lists or orders these names asks here: the search-space checks
 (`study.tune.params`), ``TrainConfig``, the ``python -m study.train`` CLI, the report's order and
@@ -34,6 +34,9 @@ ARCH_NAMES = tuple(ARCHS)
 #: base losses (``loss``), in the order the CLI offers them; LRDEHL comes by ``switch_step``
 LOSSES = ("sqdice", "dice", "bce")
 LRDEHL_VARIANTS = ("mae", "mse")
+#: training-time augmentation levels (``augment``), weakest first; their transforms are the
+#: table ``study.data.augment.LEVELS``
+AUGMENT_LEVELS = ("none", "light", "default", "heavy")
 
 
 def lrdehl_loss_name(variant: str) -> str:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from study.errors import ConfigError
-from study.names import LOSSES, LRDEHL_VARIANTS
+from study.names import AUGMENT_LEVELS, LOSSES, LRDEHL_VARIANTS
 
 #: The reference schedule: lr halved every 5000 of 40000 iterations.
 REFERENCE_HALVE_EVERY = 5000
@@ -39,6 +39,8 @@ class TrainConfig:
     # None = the kind's default (3D 0.5 = the report's balance, 2D/2.5D 1.0 = every slice)
     empty_fraction: float | None = None
     seed: int = 0
+    # training-time augmentation level (study.data.augment.LEVELS); "none" = no augmentation
+    augment: str = "none"
     num_workers: int = 0
     device: str | None = None  # None = cuda if available, else cpu
     # extensions beyond the contract (defaults keep the contract's behaviour)
@@ -171,5 +173,7 @@ class TrainConfig:
             bad("threshold", "must be in (0, 1)")
         if int(self.num_workers) < 0:
             bad("num_workers", "must be >= 0")
+        if self.augment not in AUGMENT_LEVELS:
+            bad("augment", f"use one of {', '.join(AUGMENT_LEVELS)}")
         if self.device is not None and str(self.device).split(":")[0] not in ("cpu", "cuda"):
             bad("device", "use 'cpu', 'cuda', 'cuda:N' or None")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from study.errors import ConfigError
 from study.names import ARCH_NAMES as ARCHS
+from study.names import AUGMENT_LEVELS
 from study.names import LOSSES
 from study.names import LRDEHL_VARIANTS as LRDEHL
 from study.tune.dists import Dist
@@ -95,6 +96,7 @@ PARAMS: dict[str, tuple[Callable, bool]] = {
     "empty_fraction": (_fraction, True),
     "lr_halve_every": (_pos_int_or_null, True),
     "patch": (_patch, False),
+    "augment": (_among(AUGMENT_LEVELS), False),
 }
 INT_PARAMS = {"base_channels", "batch_size", "lr_halve_every"}
 

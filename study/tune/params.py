@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 from study.errors import ConfigError
 from study.names import ARCH_NAMES as ARCHS
-from study.names import AUGMENT_LEVELS
-from study.names import LOSSES
+from study.names import AUGMENT_LEVELS, LOSSES
 from study.names import LRDEHL_VARIANTS as LRDEHL
 from study.tune.dists import Dist
 

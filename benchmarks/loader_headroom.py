@@ -15,7 +15,12 @@ Headroom = loader rate ÷ train rate, per round; the median and spread over roun
 reported. Target ≥ 10: at 0 workers (the engine's default) loading then costs ≤ 10% of a
 step. Models run at their default widths, on this machine's CPU with torch's default threads.
 
+``--augment none,default`` measures the loader once per augmentation level, side by side in
+the same rounds: the sampler wrapped in `study.data.augment.Augmented` as the engine does
+for ``TrainConfig.augment`` (``none``: the plain sampler, no wrapper).
+
     .venv/bin/python -m benchmarks.loader_headroom [--grid 320x256x72] [--reps 3]
+    .venv/bin/python -m benchmarks.loader_headroom --augment none,default --archs unet2d,hybrid
 """
 
 from __future__ import annotations
@@ -70,15 +75,31 @@ def _loader_measure(stream, batch: int, n_batches: int, drain: int):
     return run
 
 
-def bench_arch(arch, prep, *, batch, patch, reps, loader_batches, workers) -> dict:
+def _dataset(kind, prep, patch, level: str):
+    """The engine's training dataset at augmentation ``level`` (``none``: the plain sampler)."""
     from study.data.samplers import make_sampler
+
+    ds = make_sampler(kind, prep, prep.split["train"], [PHASE], seed=0, patch=patch)
+    if level == "none":
+        return ds
+    from study.data.augment import Augmented
+
+    return Augmented(ds, level, kind, seed=0)
+
+
+def _name(level: str, w: int) -> str:
+    """Result key of a loader: ``loader_w2`` without augmentation, ``loader_default_w2`` with."""
+    return f"loader_w{w}" if level == "none" else f"loader_{level}_w{w}"
+
+
+def bench_arch(arch, prep, *, batch, patch, reps, loader_batches, workers,
+               levels=("none",)) -> dict:
     from study.losses import squared_dice_loss
     from study.models import build_model, model_kind
     from study.train.batches import batch_stream
 
     kind = model_kind(arch)
-    train_ids = prep.split["train"]
-    ds = make_sampler(kind, prep, train_ids, [PHASE], seed=0, patch=patch)
+    ds = _dataset(kind, prep, patch, "none")
     torch.manual_seed(0)
     model = build_model(arch, 1)
     model.train()
@@ -88,12 +109,14 @@ def bench_arch(arch, prep, *, batch, patch, reps, loader_batches, workers) -> di
     del first
     measures = {"train": _train_measure(model, opt, squared_dice_loss, x, y)}
     streams = {}
-    for w in workers:
-        streams[w] = batch_stream(ds, batch, seed=0, num_workers=w)
-        next(streams[w])  # start the workers
-        measures[f"loader_w{w}"] = _loader_measure(
-            streams[w], batch, loader_batches, drain=2 * w
-        )
+    for level in levels:
+        data = _dataset(kind, prep, patch, level)
+        for w in workers:
+            streams[level, w] = batch_stream(data, batch, seed=0, num_workers=w)
+            next(streams[level, w])  # start the workers
+            measures[_name(level, w)] = _loader_measure(
+                streams[level, w], batch, loader_batches, drain=2 * w
+            )
     measures["train"]()  # warm-up update (allocator, first-call costs)
     raw = interleave(measures, reps)
     streams.clear()  # shuts the worker processes down
@@ -103,9 +126,12 @@ def bench_arch(arch, prep, *, batch, patch, reps, loader_batches, workers) -> di
         "input": list(x.shape),
         "train_samples_per_s": summary(raw["train"]),
     }
-    for w in workers:
-        out[f"loader_w{w}_samples_per_s"] = summary(raw[f"loader_w{w}"])
-        out[f"headroom_w{w}"] = summary(paired_ratios(raw[f"loader_w{w}"], raw["train"]))
+    for level in levels:
+        for w in workers:
+            name = _name(level, w)
+            out[f"{name}_samples_per_s"] = summary(raw[name])
+            out[name.replace("loader", "headroom")] = summary(paired_ratios(raw[name],
+                                                                            raw["train"]))
     return out
 
 
@@ -119,9 +145,17 @@ def main(argv=None) -> int:
     ap.add_argument("--loader-batches", type=int, default=8, help="batches per loader round")
     ap.add_argument("--workers", default="0,2", help="DataLoader worker counts (default 0,2)")
     ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--augment", default="none",
+                    help="augmentation levels to load at, side by side (default none; "
+                    "e.g. none,default)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     args = ap.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
+    levels = args.augment.split(",")
+    from study.data.augment import resolve_level
+
+    for level in levels:
+        resolve_level(level)  # a bad name fails before anything is prepared
     banner("loader headroom")
     t0 = time.perf_counter()
     prep = bench_prepared(args.grid, cases=args.cases)
@@ -131,25 +165,27 @@ def main(argv=None) -> int:
         print(f"   {arch} ...", flush=True)
         results.append(bench_arch(arch, prep, batch=args.batch, patch=args.patch,
                                   reps=args.reps, loader_batches=args.loader_batches,
-                                  workers=workers))
+                                  workers=workers, levels=levels))
+    names = [_name(level, w) for level in levels for w in workers]
     headers = ["arch", "input (B,C,...)", "train smp/s"]
-    for w in workers:
-        headers += [f"loader w{w} smp/s", f"headroom w{w}", f"spread w{w}"]
+    for name in names:
+        short = name.removeprefix("loader_")
+        headers += [f"loader {short} smp/s", f"headroom {short}", f"spread {short}"]
     rows = []
     for r in results:
         row = [r["arch"], "x".join(map(str, r["input"])), r["train_samples_per_s"]["median"]]
-        for w in workers:
-            h = r[f"headroom_w{w}"]
-            row += [r[f"loader_w{w}_samples_per_s"]["median"], h["median"], h["spread"]]
+        for name in names:
+            h = r[name.replace("loader", "headroom")]
+            row += [r[f"{name}_samples_per_s"]["median"], h["median"], h["spread"]]
         rows.append(row)
     print_table(headers, rows, title=f"headroom = loader samples/s ÷ train samples/s (target ≥ {TARGET:g})")
-    worst = min(r[f"headroom_w{w}"]["median"] for r in results for w in workers)
+    worst = min(r[name.replace("loader", "headroom")]["median"] for r in results for name in names)
     print(f"worst headroom {worst:.1f} ({'meets' if worst >= TARGET else 'BELOW'} target {TARGET:g})")
     write_result("loader_headroom", {
         "settings": {"grid": list(prep.grid), "patch": list(args.patch), "batch": args.batch,
                      "phase": PHASE, "cases": args.cases, "reps": args.reps,
                      "loader_batches": args.loader_batches, "workers": workers,
-                     "device": "cpu"},
+                     "augment": levels, "device": "cpu"},
         "target": TARGET,
         "worst_headroom": worst,
         "results": results,

@@ -40,6 +40,7 @@ by :func:`check_settings`; a bad level or value raises ConfigError naming ``augm
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -330,4 +331,24 @@ class Augmented(Dataset):
 
     def __getitem__(self, i: int):
         x, y = self.dataset[i]
-        return self.augmenter(x, y, self.rng(i))
+        with lean():
+            return self.augmenter(x, y, self.rng(i))
+
+
+@contextlib.contextmanager
+def lean():
+    """While an item is augmented: one torch thread (the ops are small: with the training
+    process's threads on a busy 2-core machine they ran 10x slower; DataLoader workers have
+    one anyway, so items are computed alike everywhere) and no MONAI metadata (MetaTensor
+    bookkeeping doubled the time). Both are restored after; MONAI's flag is process-wide,
+    so no other thread of the process may run MONAI transforms meanwhile (none does here)."""
+    from monai.data import get_track_meta, set_track_meta
+
+    threads, meta = torch.get_num_threads(), get_track_meta()
+    torch.set_num_threads(1)
+    set_track_meta(False)
+    try:
+        yield
+    finally:
+        set_track_meta(meta)
+        torch.set_num_threads(threads)

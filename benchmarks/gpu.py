@@ -19,6 +19,11 @@ the same code on the CPU at tiny sizes, to check the script itself).
    only (no validation passes, no data loading).
 4. **Loader headroom at GPU speed**: the samplers' samples/s (DataLoader with 0 and
    ``--workers`` workers, phantom at the standard grid) ÷ the samples/s one trial consumes.
+   ``--augment LEVEL`` (default ``none``) loads through `study.data.augment.Augmented` as
+   the engine does for ``TrainConfig.augment``: augmentation runs on the CPU, in the
+   DataLoader workers, so its GPU-side cost is this headroom (fewer samples/s delivered),
+   not GPU time. (Not yet measured on a GPU: none was lent when augmentation came in; on
+   the CPU see ``loader_headroom.py --augment none,default``.)
 
     .venv/bin/python -m benchmarks.gpu [--archs unet3d,simplified3d,unet2d,hybrid]
 """
@@ -139,8 +144,9 @@ def packed_rate(arch, mode, batch, device, tiny, seconds, procs) -> float:
     return float(sum(rates))
 
 
-def loader_rates(archs, batch, workers, tiny) -> dict:
-    """Samples/s of each kind's sampler through the engine's batch stream."""
+def loader_rates(archs, batch, workers, tiny, augment: str = "none") -> dict:
+    """Samples/s of each kind's sampler (augmented at ``augment`` unless ``none``) through
+    the engine's batch stream."""
     from benchmarks.common import bench_prepared
     from study.data.samplers import make_sampler
     from study.models import model_kind
@@ -151,6 +157,10 @@ def loader_rates(archs, batch, workers, tiny) -> dict:
     for kind in sorted({model_kind(a) for a in archs}):
         ds = make_sampler(kind, prep, prep.split["train"], ["arterial"],
                           patch=(32, 32, 32) if tiny else (64, 64, 64))
+        if augment != "none":
+            from study.data.augment import Augmented
+
+            ds = Augmented(ds, augment, kind, seed=0)
         for w in (0, workers):
             stream = batch_stream(ds, batch, seed=0, num_workers=w)
             for _ in range(2 + 2 * w):
@@ -172,6 +182,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pack", type=int, default=4, help="trials packed on one GPU")
     ap.add_argument("--pack-seconds", type=float, default=20.0)
     ap.add_argument("--workers", type=int, default=4, help="DataLoader workers for the loader check")
+    ap.add_argument("--augment", default="none", choices=("none", "light", "default", "heavy"),
+                    help="augmentation level of the loader check (default none)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile mode")
     ap.add_argument("--force-cpu", action="store_true", help="run on CPU at tiny sizes (script check)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
@@ -232,7 +244,7 @@ def main(argv=None) -> int:
         }
         res["train_samples_per_s"] = rate * samples
         results[arch] = res
-    loaders = loader_rates(archs, args.batch, args.workers, tiny)
+    loaders = loader_rates(archs, args.batch, args.workers, tiny, args.augment)
     from study.models import model_kind
 
     for arch, res in results.items():
@@ -256,7 +268,8 @@ def main(argv=None) -> int:
     write_result("gpu" if device == "cuda" else "gpu_cpu_check", {
         "settings": {"batch": args.batch, "steps": args.steps, "reps": args.reps,
                      "pack": args.pack, "pack_seconds": args.pack_seconds,
-                     "device": device, "tiny": tiny, "modes": modes},
+                     "device": device, "tiny": tiny, "modes": modes,
+                     "augment": args.augment},
         "results": results,
     }, args.out)
     return 0

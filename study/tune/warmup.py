@@ -3,7 +3,8 @@ a few timed training updates and two evaluations on the validation cases of the 
 this machine's device, with the torch threads a trial gets (`study.train.cost.time_training`;
 the fake trainable: two evaluation intervals). When ``base_channels`` is searched, its smallest
 and largest value are measured and the others interpolated (cost ~ channels^a); every other
-parameter takes a typical value (a choice's first, a range's middle, ``switch_step`` never)."""
+parameter takes a typical value (a choice's first, a range's middle, ``switch_step`` never,
+``augment`` default where it is searched: its cost is in the loader, part of each update)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def typical(dist, name: str):
     if dist.fixed:
         return dist.value
     if dist.kind == "choice":
-        return "never" if name == "switch_step" and "never" in dist.args else dist.args[0]
+        prefer = {"switch_step": "never", "augment": "default"}.get(name)
+        return prefer if prefer is not None and prefer in dist.args else dist.args[0]
     lo, hi = dist.args[0], dist.args[1]
     if dist.kind == "loguniform":
         return math.sqrt(lo * hi)

@@ -63,3 +63,14 @@ def test_drawn_augment_reaches_the_train_config_and_the_importances():
     assert len(seen) >= 3
     importances = optuna.importance.get_param_importances(study)
     assert next(iter(importances)) == "augment", importances
+
+
+def test_warm_up_times_the_default_augmentation():
+    """The projection's warm-up trains at ``default`` where augment is searched (the loader's
+    cost is part of each update), else at the fixed value."""
+    from study.tune.warmup import typical
+
+    assert typical(Dist("choice", tuple(AUGMENT_LEVELS)), "augment") == "default"
+    assert typical(Dist("choice", ("none", "light")), "augment") == "none"
+    assert typical(Dist("fixed", ("heavy",)), "augment") == "heavy"
+    assert typical(Dist("choice", (16, None)), "base_channels") == 16

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.hpo_replay {record,replay}``: see the package docstring."""
+"""``python -m benchmarks.hpo_replay {record,replay,survival}``: see the package docstring."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ def main(argv=None) -> int:
     rep.add_argument("--shard", default="0/1",
                      help="I/N: run only the seeds with seed %% N == I (N processes side by "
                           "side); then run without --shard to summarise")
+    sub.add_parser("survival", help="the censoring-aware table from results/hpo_replay.json "
+                                    "(share reaching the target, Kaplan-Meier medians)")
     args = ap.parse_args(argv)
+    if args.command == "survival":
+        from benchmarks.hpo_replay.cli import survival_table
+
+        survival_table()
     if args.command == "record":
         from benchmarks.hpo_replay.record import DATA, record
 

@@ -14,6 +14,15 @@ iteration, recorded Dice, compute spent so far. From it:
 `summarise` turns the per-seed numbers into medians with 95 % intervals (percentiles over
 seeds for a policy's values; a seeded bootstrap over seeds for the ratio of medians to
 random search's; Wilson intervals for the true-best shares).
+
+Compute to a target is *censored* for a seed whose study ended before it got there: such a
+seed is not counted at what it spent. `survival` gives, per policy, the share of seeds that
+reached the target (Wilson interval) and the Kaplan-Meier median of compute to target with
+its 95 % interval (scipy.stats.ecdf on `scipy.stats.CensoredData`, log-log pointwise band
+inverted at 0.5: lifelines' `median_survival_times` of the band). A policy where fewer than
+half the seeds reached the target has **no median** (None: its studies end before half of
+them get there, and Kaplan-Meier would assume they go on); nor does an interval end that
+the band never brings below 0.5.
 """
 
 from __future__ import annotations
@@ -147,5 +156,90 @@ def summarise(rows: list[dict], baseline: str = "random") -> list[dict]:
             hits = [r[key] for r in rs if r[key] is not None]
             s[key] = sum(hits) / len(hits) if hits else math.nan
             s[f"{key}_ci"] = share_interval(hits)
+        out.append(s)
+    return out
+
+
+def km_median(times, censored, confidence: float = 0.95) -> dict:
+    """Kaplan-Meier median of ``times`` (``censored[i]``: seed i never reached the target and
+    ``times[i]`` is what it spent) with its interval: ``{"n", "reached", "share",
+    "share_ci", "median", "ci": [low, high]}``; None where undefined (module docstring)."""
+    import warnings
+
+    from scipy import stats
+
+    t = np.asarray(times, dtype=float)
+    c = np.asarray(censored, dtype=bool)
+    out = {"n": int(t.size), "reached": int((~c).sum()),
+           "share": float((~c).mean()) if t.size else math.nan,
+           "share_ci": [float(v) for v in share_interval(list(~c))], "median": None,
+           "ci": [None, None]}
+    if not t.size or out["reached"] == 0:
+        return out
+    sf = stats.ecdf(stats.CensoredData(uncensored=t[~c], right=t[c])).sf
+    with warnings.catch_warnings():  # undefined at S = 0 or 1: those points carry no bound
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = sf.confidence_interval(confidence_level=confidence, method="log-log")
+    if out["share"] >= 0.5:
+        out["median"] = _first_below_half(sf)
+    point = np.asarray(sf.probabilities, dtype=float)
+    out["ci"] = [_first_below_half(band.low, point), _first_below_half(band.high, point)]
+    if out["median"] is None:
+        out["ci"][1] = None
+    return out
+
+
+def _first_below_half(fn, point=None) -> float | None:
+    """The first time at which a step survival function is at or below 0.5; a band's
+    undefined points (NaN, where the estimate is 0 or 1) take the estimate ``point``."""
+    q = np.asarray(fn.quantiles, dtype=float)
+    p = np.asarray(fn.probabilities, dtype=float)
+    if point is not None:
+        p = np.where(np.isnan(p), point, p)
+    hit = np.flatnonzero(np.nan_to_num(p, nan=1.0) <= 0.5 + 1e-12)
+    return float(q[hit[0]]) if hit.size else None
+
+
+def km_ratio(a: dict, b: dict, n: int = 2000, seed: int = 0) -> list:
+    """Ratio of Kaplan-Meier medians of two policies (``{"times", "censored"}`` each) with a
+    seeded bootstrap 95 % interval over seeds; an undefined median counts as infinite, so
+    an interval end may be None (unbounded) and the ratio itself None."""
+    rng = np.random.default_rng(seed)
+
+    def med(d, idx=None) -> float:
+        t, c = np.asarray(d["times"], float), np.asarray(d["censored"], bool)
+        if idx is not None:
+            t, c = t[idx], c[idx]
+        m = km_median(t, c)["median"]
+        return math.inf if m is None else m
+
+    ratios = []
+    na, nb = len(a["times"]), len(b["times"])
+    for _ in range(n):
+        ma, mb = med(a, rng.integers(0, na, na)), med(b, rng.integers(0, nb, nb))
+        ratios.append(math.inf if math.isinf(ma) else ma / mb if not math.isinf(mb) else 0.0)
+    point = med(a) / med(b) if not math.isinf(med(b)) else math.nan
+    lo, hi = (float(np.percentile(ratios, q, method="inverted_cdf")) for q in (2.5, 97.5))
+    fin = lambda v: None if math.isinf(v) or math.isnan(v) else v  # noqa: E731
+    return [fin(lo), fin(point), fin(hi)]
+
+
+def survival(rows: list[dict], baseline: str = "random") -> list[dict]:
+    """Per policy and target (95 %, 99 %): share reaching it and the Kaplan-Meier median of
+    compute to it, with intervals, and the ratio of medians to ``baseline``'s."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["policy"], []).append(r)
+    out = []
+    for policy, rs in by.items():
+        s = {"policy": policy, "seeds": len(rs)}
+        for key in ("c95", "c99"):
+            d = {"times": [r[key] for r in rs], "censored": [r[f"{key}_censored"] for r in rs]}
+            s[key] = km_median(d["times"], d["censored"])
+            base = by.get(baseline)
+            if base:
+                s[f"{key}_ratio"] = km_ratio(d, {"times": [r[key] for r in base],
+                                                 "censored": [r[f"{key}_censored"]
+                                                              for r in base]})
         out.append(s)
     return out

@@ -120,3 +120,46 @@ def test_anytime_data_and_page():
                          figures.at_budget_figure(summary, 8)], "<p>intro</p>", "<table></table>")
     assert html.startswith("<!DOCTYPE html>") and html.count('class="fig"') == 3
     assert "50% true best" in html
+
+
+# --- censoring-aware analysis (issue 29): Kaplan-Meier by hand ---------------------------
+
+def test_km_median_by_hand():
+    from benchmarks.hpo_replay.analysis import km_median
+
+    # events at 1, 2, 4; censored at 3 and 5. S(1) = 4/5, S(2) = 4/5 * 3/4 = 0.6,
+    # S(4) = 0.6 * 1/2 (2 at risk after the censoring at 3) = 0.3 -> median 4
+    k = km_median([1, 2, 3, 4, 5], [False, False, True, False, True])
+    assert k["median"] == 4.0 and k["reached"] == 3 and k["share"] == 0.6
+    assert k["ci"][0] is not None and k["ci"][0] <= 4.0
+
+
+def test_a_censored_seed_is_not_counted_at_what_it_spent():
+    from benchmarks.hpo_replay.analysis import km_median
+
+    # two seeds stop at compute 1 without reaching the target: counted at 1 the median of
+    # (1, 1, 5, 10, 10) would be 5; Kaplan-Meier: S(5) = 2/3, S(10) = 0 -> median 10
+    k = km_median([1, 1, 5, 10, 10], [True, True, False, False, False])
+    assert k["median"] == 10.0
+    # fewer than half reach the target: no median, although the estimate falls to 0
+    none = km_median([1, 2, 3], [True, True, False])
+    assert none["median"] is None and none["ci"][1] is None and none["share"] == 1 / 3
+    # every seed at the same compute: the median and both interval ends are that compute
+    same = km_median([2, 2, 2, 2], [False] * 4)
+    assert same["median"] == 2.0 and same["ci"] == [2.0, 2.0]
+
+
+def test_km_ratio_and_survival_table():
+    from benchmarks.hpo_replay.analysis import km_ratio, survival
+
+    fast = {"times": [1, 1, 1], "censored": [False] * 3}
+    slow = {"times": [2, 2, 2], "censored": [False] * 3}
+    never = {"times": [5, 5, 5], "censored": [True] * 3}
+    assert km_ratio(fast, slow) == [0.5, 0.5, 0.5]
+    assert km_ratio(never, slow) == [None, None, None]  # no median: unbounded, no ratio
+    rows = [{"policy": p, "seed": s, "c95": t, "c95_censored": False, "c99": t * 2,
+             "c99_censored": p == "asha" and s == 0} for p, t in (("random", 2.0), ("asha", 1.0))
+            for s in range(4)]
+    surv = {s["policy"]: s for s in survival(rows)}
+    assert surv["asha"]["c95"]["median"] == 1.0 and surv["asha"]["c95_ratio"][1] == 0.5
+    assert surv["asha"]["c99"]["share"] == 0.75 and surv["random"]["c99"]["median"] == 4.0

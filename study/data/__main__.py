@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="resample + normalise into the cache (built once)")
     prep.add_argument("dataset")
     prep.add_argument("--label", default=None)
-    prep.add_argument("--grid", type=_grid, default=(320, 256, 72), help="target grid XxYxZ (default 320x256x72)")
+    prep.add_argument("--grid", type=_grid, default=None, help="one grid XxYxZ for every case (default 320x256x72)")
+    prep.add_argument("--spacing", nargs="+", default=None, metavar="MM",
+                      help="instead of --grid: each case on its own grid at this spacing "
+                           "('auto' or X Y Z in mm, entries may be 'auto')")
     prep.add_argument("--cache", default=None, help="cache root (default $STUDY_CACHE or ~/.cache/study)")
     prep.add_argument("--seed", type=int, default=0, help="split seed")
     ph = sub.add_parser("phantom", help="write the synthetic multi-phase liver MRI phantom "
@@ -60,13 +63,16 @@ def main(argv=None) -> int:
         print(format_summary(summary))
         return 0
     if args.command == "prepare":
-        from study.data.cache import prepare
+        from study.data.cache import geometry_text, prepare
+        from study.data.spacing import geometry_args
 
         t0 = time.perf_counter()
-        prep = prepare(args.dataset, label=args.label, grid=args.grid, cache_root=args.cache,
-                       seed=args.seed)
+        prep = prepare(args.dataset, label=args.label, cache_root=args.cache, seed=args.seed,
+                       **geometry_args(args.grid, args.spacing))
         size = sum(f.stat().st_size for f in prep.cache_dir.rglob("*") if f.is_file())
         print(f"cache      {prep.cache_dir} ({size / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s)")
+        print(f"geometry   {geometry_text(prep.settings)}"
+              + ("" if prep.fixed_grid else f" (median case grid {prep.grid})"))
         print(f"split      {prep.split_path}: " + ", ".join(f"{k} {len(v)}" for k, v in prep.split.items()))
         return 0
     if args.command == "phantom":

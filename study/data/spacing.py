@@ -68,6 +68,18 @@ def parse_spacing(value, where: str = "spacing") -> str | tuple:
                       f"auto), got {value!r}")
 
 
+def geometry_args(grid, spacing, flag: str = "--spacing") -> dict:
+    """Command-line ``--grid`` / ``--spacing`` values -> `prepare`'s keyword arguments
+    (``--spacing auto`` or three values; both given -> ConfigError)."""
+    if grid and spacing:
+        raise ConfigError(f"--grid and {flag}: give one of them (a shape for every case, or a "
+                          f"spacing in mm)")
+    if spacing:
+        value = spacing[0] if len(spacing) == 1 else list(spacing)
+        return {"spacing": parse_spacing(value, flag)}
+    return {"grid": tuple(int(g) for g in grid)} if grid else {}
+
+
 def header_geometry(path) -> tuple[list[float], list[int]]:
     """(spacing, shape) of a NIfTI file in canonical (RAS) axes, from its header only."""
     import nibabel as nib

@@ -16,7 +16,7 @@ import numpy as np
 from study.data.spacing import target_spacing
 
 PLANS_FILE = "plans.json"
-VERSION = 1
+VERSION = 2  # 2: study_geometry
 
 
 def _range(values) -> list[float]:
@@ -50,6 +50,10 @@ def make_plans(prep, fingerprints: dict[str, dict]) -> dict:
                    "axcodes": sorted({r["axcodes"] for r in rows}),
                    "intensity": intensity},
         "normalisation": prep.settings.get("channel_normalisation"),
+        # what the study works at: one grid, or each case on its own grid at a spacing
+        "study_geometry": {"grid": prep.settings.get("grid"),
+                           "spacing": prep.settings.get("spacing"),
+                           "median_case_grid": list(getattr(prep, "grid", []) or [])},
     }
 
 

@@ -191,13 +191,9 @@ def _prepare(args):
         data = default_phantom()
         print(f"data: default phantom at {data}", file=sys.stderr)
     kwargs = {"label": args.label, "cache_root": args.cache, "seed": args.split_seed}
-    if args.grid and args.spacing:
-        raise ConfigError("--grid and --spacing: give one of them (a shape for every case, or "
-                          "a spacing in mm)")
-    if args.grid:
-        kwargs["grid"] = tuple(args.grid)
-    if args.spacing:
-        kwargs["spacing"] = args.spacing[0] if len(args.spacing) == 1 else args.spacing
+    from study.data.spacing import geometry_args
+
+    kwargs.update(geometry_args(args.grid, args.spacing))
     return prepare(data, progress=True, **kwargs)
 
 

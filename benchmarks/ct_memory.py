@@ -6,7 +6,10 @@ back to the source grid, write), each in its own process; the peak
 resident set size of each process (``ru_maxrss`` of the child) is what is reported, against
 the issue's budget of 4 GB.
 
-    .venv/bin/python -m benchmarks.ct_memory [--grid 320 256 72] [--cases 3]
+    .venv/bin/python -m benchmarks.ct_memory [--grid 320 256 72 | --spacing auto] [--cases 3]
+
+``--spacing auto`` is what the ``full`` budgets do: each case on its own grid at the data
+set's target spacing, here the scans' own 0.75 x 0.75 x 2.5 mm, i.e. 512 x 512 x 130.
 """
 
 from __future__ import annotations
@@ -80,11 +83,23 @@ def peak(cmd: list[str]) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--grid", type=int, nargs=3, default=(320, 256, 72))
+    ap.add_argument("--grid", type=int, nargs=3, default=None)
+    ap.add_argument("--spacing", nargs="+", default=None, help="auto or X Y Z mm")
     ap.add_argument("--cases", type=int, default=3)
     args = ap.parse_args(argv)
     py = sys.executable
-    grid = [str(g) for g in args.grid]
+    from study.data.spacing import case_grid, geometry_args
+
+    geo = geometry_args(args.grid or (None if args.spacing else (320, 256, 72)), args.spacing)
+    if "spacing" in geo:
+        flags = ["--spacing", *[str(v) for v in args.spacing]]
+        target = [SPACING[i] if v == "auto" else float(v)
+                  for i, v in enumerate(("auto",) * 3 if geo["spacing"] == "auto"
+                                        else geo["spacing"])]
+        grid = [str(g) for g in case_grid(SPACING, SHAPE, target)]  # every case's grid
+    else:
+        grid = [str(g) for g in geo["grid"]]
+        flags = ["--grid", *grid]
     rows = {}
     with tempfile.TemporaryDirectory(prefix="ct-memory-") as tmp:
         tmp = Path(tmp)
@@ -92,21 +107,23 @@ def main(argv=None) -> int:
         cache = str(tmp / "cache")
         steps = {
             "prepare": [py, "-m", "study.data", "prepare", str(data), "--label", "tumor",
-                        "--grid", "x".join(grid), "--cache", cache],
+                        *(["--grid", "x".join(grid)] if flags[0] == "--grid" else flags),
+                        "--cache", cache],
             "train 2D": [py, "-m", "study.train", "--data", str(data), "--label", "tumor",
                          "--arch", "unet2d", "--phase", "CT", "--iterations", "4",
-                         "--eval-every", "4", "--grid", *grid, "--cache", cache,
+                         "--eval-every", "4", *flags, "--cache", cache,
                          "--base-channels", "8", "--out", str(tmp / "one")],
         }
         for name, cmd in steps.items():
             rows[name] = peak(cmd)
-        rows["predict"] = _predict(py, tmp, data, cache, grid)
+        rows["predict"] = _predict(py, tmp, data, cache, json.dumps(geo))
         for how in ("map_coordinates", "torch"):  # the resampling back alone, before / now
             rows[f"back: {how}"] = peak([py, "-c", BACK, how, *grid])
     print(f"{'step':<10} {'peak RSS (GB)':>14} {'seconds':>8}   budget {BUDGET_GB} GB")
     for name, (gb, s) in rows.items():
         print(f"{name:<10} {gb:>14.2f} {s:>8.1f}   {'ok' if gb <= BUDGET_GB else 'OVER'}")
-    write_result("ct_memory", {"shape": SHAPE, "spacing": SPACING, "grid": args.grid,
+    write_result("ct_memory" + ("_spacing" if "spacing" in geo else ""),
+                 {"shape": SHAPE, "spacing": SPACING, "geometry": geo, "case_grid": grid,
                                "cases": args.cases, "budget_gb": BUDGET_GB,
                                "steps": {k: {"peak_rss_gb": v[0], "seconds": v[1]}
                                          for k, v in rows.items()}})
@@ -139,10 +156,12 @@ from study.data.dataset import read_volume
 from study.evaluation.inference import predict_volume, save_nifti
 from study.evaluation.inference import to_native
 from study.train import load_model
-data, cache, one, out, grid = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
-prep = prepare(data, label="tumor", grid=tuple(map(int, grid)), cache_root=cache, progress=False)
+import json
+data, cache, one, out, geo = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+prep = prepare(data, label="tumor", cache_root=cache, progress=False, **json.loads(geo))
 bundle = Bundle(Path(one), "one", {"channel_names": {"0": "CT"}}, "tumor", 2,
-                tuple(prep.grid), [], preprocessing=prep.settings)
+                tuple(prep.grid) if prep.fixed_grid else None, [],
+                preprocessing=prep.settings)
 model, cfg = load_model(Path(one) / "model")
 vol, affine = read_volume(Path(data) / "imagesTr" / "ct_000_0000.nii.gz")
 images, work = grid_inputs({"CT": vol}, affine, bundle)
@@ -152,11 +171,11 @@ save_nifti(mask.astype(np.uint8), affine, Path(out))
 """
 
 
-def _predict(py: str, tmp: Path, data: Path, cache: str, grid: list[str]) -> tuple[float, float]:
+def _predict(py: str, tmp: Path, data: Path, cache: str, geo: str) -> tuple[float, float]:
     """The apply path of study.apply.predict (read, reorient, preprocess, infer, back to the
     512 x 512 x 130 source grid, write) for the trained model, in its own process."""
     return peak([py, "-c", PREDICT, str(data), cache, str(tmp / "one"),
-                 str(tmp / "mask.nii.gz"), *grid])
+                 str(tmp / "mask.nii.gz"), geo])
 
 
 if __name__ == "__main__":

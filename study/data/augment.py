@@ -338,17 +338,21 @@ class Augmented(Dataset):
 @contextlib.contextmanager
 def lean():
     """While an item is augmented: one torch thread (the ops are small: with the training
-    process's threads on a busy 2-core machine they ran 10x slower; DataLoader workers have
+    process's 2 threads on a busy 2-core machine they ran 10x slower; DataLoader workers have
     one anyway, so items are computed alike everywhere) and no MONAI metadata (MetaTensor
-    bookkeeping doubled the time). Both are restored after; MONAI's flag is process-wide,
-    so no other thread of the process may run MONAI transforms meanwhile (none does here)."""
+    bookkeeping doubled the time). Both are restored after (switching the thread count back
+    costs the next multi-threaded op some ms on a busy machine: still the cheaper way with
+    ``num_workers=0``). MONAI's flag is process-wide, so no other thread of the process may
+    run MONAI transforms meanwhile (none does here)."""
     from monai.data import get_track_meta, set_track_meta
 
     threads, meta = torch.get_num_threads(), get_track_meta()
-    torch.set_num_threads(1)
+    if threads != 1:  # a DataLoader worker or a 1-CPU trial already has one: no switch
+        torch.set_num_threads(1)
     set_track_meta(False)
     try:
         yield
     finally:
         set_track_meta(meta)
-        torch.set_num_threads(threads)
+        if threads != 1:
+            torch.set_num_threads(threads)

@@ -1,5 +1,6 @@
 """Data: takes a data set folder (dataset.json + NIfTI, nnU-Net v2 raw layout), gives checks,
-a preprocessed cache with its split (`Prepared`) and seeded samplers; CLI ``python -m study.data``.
+a preprocessed cache with its split (`Prepared`), seeded samplers and their training-time
+augmentation (`study.data.augment`); CLI ``python -m study.data``.
 
 See docs/CONTRACTS.md ("study/data") for the interface.
 """

@@ -23,6 +23,9 @@ def test_every_shipped_space_searches_augment(name):
     space = load_space(name)
     for budget in space.budgets:
         params, _ = space.space_for(space.budget(budget))
+        if (name, budget) == ("hybrid", "demo"):  # `make demo` on the phantom: pinned off
+            assert params["augment"].value == "none"
+            continue
         assert params["augment"].kind == "choice"
         assert tuple(params["augment"].values()) == AUGMENT_LEVELS
     points = space.start_points(space.budget("cpu"))

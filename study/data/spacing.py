@@ -68,6 +68,12 @@ def parse_spacing(value, where: str = "spacing") -> str | tuple:
                       f"auto), got {value!r}")
 
 
+def geometry(grid, spacing) -> dict:
+    """`prepare`'s keyword arguments of a recorded geometry: ``{"spacing": ...}`` when a
+    spacing is set, else ``{"grid": (X, Y, Z)}``."""
+    return {"spacing": spacing} if spacing is not None else {"grid": tuple(grid)}
+
+
 def geometry_args(grid, spacing, flag: str = "--spacing") -> dict:
     """Command-line ``--grid`` / ``--spacing`` values -> `prepare`'s keyword arguments
     (``--spacing auto`` or three values; both given -> ConfigError)."""

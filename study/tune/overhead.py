@@ -32,9 +32,10 @@ def replay(run_dir: Path, phase: str, log=print) -> float:
 
     meta = json.loads((run_dir / "study.json").read_text(encoding="utf-8"))
     b = meta["budget"]
-    geometry = {"spacing": b["spacing"]} if b.get("spacing") is not None \
-        else {"grid": tuple(b["grid"])}
-    prep = prepare(meta["data"], label=meta.get("label"), **geometry,
+    from study.data.spacing import geometry
+
+    prep = prepare(meta["data"], label=meta.get("label"),
+                   **geometry(b.get("grid"), b.get("spacing")),
                    seed=int(meta.get("split_seed", meta["seed"])), progress=False)
     trials = read_trials(run_dir).filter((pl.col("phase") == phase)
                                          & (pl.col("status") != "ERROR"))

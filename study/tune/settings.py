@@ -32,7 +32,9 @@ class TrialSettings:
     @property
     def geometry(self) -> dict:
         """What `study.data.prepare` takes: ``{"grid": ...}`` or ``{"spacing": ...}``."""
-        return {"spacing": self.spacing} if self.spacing is not None else {"grid": self.grid}
+        from study.data.spacing import geometry
+
+        return geometry(self.grid, self.spacing)
 
     def with_(self, **changes) -> TrialSettings:
         return replace(self, **changes)

@@ -72,7 +72,9 @@ class Budget:
     @property
     def geometry(self) -> dict:
         """What `study.data.prepare` takes: ``{"grid": ...}`` or ``{"spacing": ...}``."""
-        return {"spacing": self.spacing} if self.spacing is not None else {"grid": self.grid}
+        from study.data.spacing import geometry
+
+        return geometry(self.grid, self.spacing)
 
     @property
     def geometry_text(self) -> str:

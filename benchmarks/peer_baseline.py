@@ -51,14 +51,15 @@ SIZE = 128
 # --------------------------------------------------------------------------- data
 
 
-def build_dataset(out: Path, seed: int = 0) -> Path:
-    """Link the 15 real cases into one nnU-Net data set, 5 of them (seeded) as imagesTs."""
+def build_dataset(out: Path, seed: int = 0, test_cases: int = TEST_CASES) -> Path:
+    """Link the 15 real cases into one nnU-Net data set, ``test_cases`` of them (seeded; 5 =
+    the peer benchmark's split, 0 = all in imagesTr for cross-validation) as imagesTs."""
     cases = []
     for src in SOURCES:
         for f in sorted((SHARED / src / "imagesTr").glob("*_0000.nii.gz")):
             cases.append((src, f.name[: -len("_0000.nii.gz")]))
     rng = np.random.default_rng(seed)
-    test = {c for _, c in (cases[i] for i in rng.permutation(len(cases))[:TEST_CASES])}
+    test = {c for _, c in (cases[i] for i in rng.permutation(len(cases))[:test_cases])}
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for src, case in cases:

@@ -34,9 +34,15 @@ import numpy as np
 
 
 def finals(table, iterations: int) -> dict[str, float]:
-    """Configuration key (as `replay.config_key` names it) -> recorded Dice at the budget."""
+    """Configuration key (as `replay.config_key` names it) -> recorded Dice at the budget;
+    a table with training seeds (v2): ``DESIGN:CONFIG`` -> the mean over its seeds (what
+    the replay's trainable reports, `study.tune.fake.mean_curves`)."""
     from benchmarks.hpo_replay.replay import _table_form
-    from study.tune.fake import REPLAY_VALUES
+    from study.tune.fake import REPLAY_VALUES, mean_curves
+
+    if "seed" in table.columns:
+        return {name: c["dice"][iterations] for name, c in mean_curves(table).items()
+                if iterations in c["dice"]}
 
     params = [c for c in table.columns if c not in REPLAY_VALUES]
     last = table.filter(table["iteration"] == iterations)

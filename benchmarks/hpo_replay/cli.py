@@ -138,3 +138,84 @@ def run(table_path: Path = TABLE, seeds: int = 30, only: list[str] | None = None
     write_result("hpo_replay", payload)
     survival_table()
     return payload
+
+
+# ----------------------------------------- issue 29: continuous table, concurrency 1 / 2 / 4
+
+def result_name(table_path: Path) -> str:
+    """``hpo_replay_v2`` for ``hpo_replay_curves_v2.parquet`` (``_v1`` for the first
+    table's, ``hpo_replay_<stem>`` for another name)."""
+    stem = Path(table_path).stem
+    return "hpo_replay_" + (stem.removeprefix("hpo_replay_curves").lstrip("_") or "v1")
+
+
+def _keyed_rows(table_path: Path, policies, seeds: int, at: float, concurrency: int,
+                time_scale: float, cache: Path | None, shard) -> list[dict] | None:
+    """The per-seed numbers of every policy at one concurrency (None for a shard)."""
+    table_df = load_table(table_path)
+    iterations = table_settings(table_df)["iterations"]
+    final = analysis.finals(table_df, iterations)
+    runs = replay(table_path, policies, range(seeds), cache_dir=cache, shard=shard,
+                  concurrency=concurrency, time_scale=time_scale)
+    if shard[1] > 1:
+        return None
+    rows = [{**analysis.per_seed(r, final, iterations, at), "concurrency": concurrency}
+            for r in runs]
+    bad = [r for r in rows if r.get("chosen_matches") is False]
+    if bad:
+        raise SystemExit(f"concurrency {concurrency}: the product's best_trials disagrees "
+                         f"with the replay's incumbent in {len(bad)} studies (first: "
+                         f"{bad[0]['policy']} seed {bad[0]['seed']})")
+    return rows
+
+
+def run_keyed(table_path: Path, seeds: int = 30, only: list[str] | None = None,
+              at: float = 8.0, concurrency=(1, 2, 4), time_scale: float = 0.005,
+              shard: tuple[int, int] = (0, 1), cache: Path | None = None) -> dict:
+    """The policies at each ``concurrency`` (trials at once) over ``table_path`` (the v2
+    table: continuous space, nearest lookup); per concurrency the summary and the
+    censoring-aware table (baseline: random search at the same concurrency). Cached per
+    table in ``CACHE/<table stem>/``; written to ``results/<result_name>.json``."""
+    policies = [p for p in POLICIES if not only or p.name in only]
+    cache = cache or CACHE / Path(table_path).stem
+    final = analysis.finals(load_table(table_path),
+                            table_settings(load_table(table_path))["iterations"])
+    by: dict[str, dict] = {}
+    for k in concurrency:
+        rows = _keyed_rows(table_path, policies, seeds, at, k, time_scale, cache, shard)
+        if rows is None:
+            continue
+        summary, surv = analysis.summarise(rows), analysis.survival(rows)
+        print_table(HEADERS, table_rows(summary),
+                    title=f"HPO replay, {k} trial(s) at once: {len(final)} recorded "
+                          f"configurations, best final val Dice {max(final.values()):.4f}")
+        print_table(SURVIVAL_HEADERS, survival_rows(surv),
+                    title=f"censoring-aware, {k} trial(s) at once")
+        by[str(k)] = {"summary": summary, "survival": surv, "per_seed": rows}
+    if shard[1] > 1:
+        return {}
+    payload = {"table": str(table_path), "configurations": len(final),
+               "best_final_dice": max(final.values()), "at_budgets": at,
+               "time_scale": time_scale, "concurrency": list(concurrency),
+               "policies": [{"name": p.name, "note": p.note} for p in policies],
+               "by_concurrency": by, "loadavg_end": os.getloadavg()}
+    write_result(result_name(table_path), payload)
+    return payload
+
+
+def lookup_report(table_path: Path) -> dict:
+    """The nearest lookup's leave-one-configuration-out error on a table (printed and
+    written to ``results/<result_name>_lookup.json``)."""
+    from benchmarks.hpo_replay.lookup import held_out_error
+    from benchmarks.hpo_replay.record import NEAREST
+
+    got = held_out_error(load_table(table_path), NEAREST)
+    noise = got["noise_floor"] or {}
+    rows = [[f"{it}", f"{got['mae'][str(it)]:.4f}", f"{got['median'][str(it)]:.4f}",
+             f"{got['max'][str(it)]:.4f}", f"{got['mae_mean_model'][str(it)]:.4f}",
+             f"{noise[str(it)]:.4f}" if str(it) in noise else "-"] for it in got["at"]]
+    print_table(["iteration", "MAE", "median", "max", "MAE of the mean", "seed noise floor"],
+                rows, title=f"nearest-configuration lookup, leave one of "
+                            f"{got['configurations']} configurations out: |Dice error|")
+    write_result(result_name(table_path) + "_lookup", {"table": str(table_path), **got})
+    return got

@@ -20,6 +20,16 @@ validation Dice of its configuration instead of the formula; the HPO replay benc
 nothing to save would: the replay's speed), ``cost`` (known model costs, `cost`: ``{ARCH or
 default: {params, infer_s, infer_peak_mb}}``, a number or ``{per_lr: X}`` = X * lr / 1e-3
 each; recorded as the trial's cost columns).
+
+Replay of a table recorded over a continuous space (issue 29; `replay_entry`):
+``nearest: {COLUMN: [low, high], ...}`` answers a proposed point with the *nearest recorded
+configuration* (`nearest_id`: categoricals matched exactly where any record has them,
+distance in the unit cube of the named columns, log scale) instead of an exact match; a
+table with a ``seed`` column is answered with the mean over its training seeds (`mean_curves`).
+``time_scale: S`` sleeps S x the recorded seconds of each evaluation before reporting it
+(mean over seeds), so that trials running side by side report in the order their recorded
+costs give; ``log_events: FILE`` appends one JSON line ``{trial, iteration, t}`` per
+evaluation just before it is reported (the order of events when trials run side by side).
 """
 
 from __future__ import annotations
@@ -34,7 +44,9 @@ from study.errors import ConfigError
 
 #: columns of a replay table that are not parameters of the configuration
 REPLAY_VALUES = ("config", "iteration", "val_dice", "val_precision", "val_recall",
-                 "train_loss", "seconds")
+                 "train_loss", "seconds", "design", "seed")
+#: parameters the engine uses only when the learning rate switches (study.tune.searcher's)
+SWITCH_ONLY = ("lr_after_switch", "lrdehl")
 
 
 def curve(lr: float, frac: float, misleading: bool) -> float:
@@ -84,11 +96,117 @@ def replay_curve(path: str | Path, kw: dict) -> dict[int, float]:
     if rows.is_empty():
         raise ConfigError(f"fake.replay: no configuration of {path} has "
                           f"{ {c: _table_value(c, kw) for c in table.columns if c not in REPLAY_VALUES} }")
+    if "seed" in table.columns:  # several training seeds: their mean
+        rows = rows.group_by("iteration").agg(pl.col("val_dice").mean()).sort("iteration")
     curve_ = dict(zip(rows["iteration"].to_list(), rows["val_dice"].to_list(), strict=True))
     if max(curve_) != int(kw["iterations"]):
         raise ConfigError(f"fake.replay: {path} was recorded to {max(curve_)} iterations; set the "
                           f"budget's iterations to that (it is {kw['iterations']})")
     return curve_
+
+
+def _switches(step) -> bool:
+    return step not in ("never", None) and float(step) < 1.0
+
+
+def record_id(row: dict) -> str:
+    """A recorded configuration's name: ``DESIGN:CONFIG`` (``CONFIG`` without a design)."""
+    return f"{row['design']}:{row['config']}" if row.get("design") is not None \
+        else str(row["config"])
+
+
+def mean_curves(table) -> dict[str, dict]:
+    """Recorded configuration (`record_id`) -> ``{"params": {column: value}, "dice": {it:
+    mean val Dice}, "seconds": {it: mean seconds}}``, means over the training seeds (a table
+    without a ``seed`` column has one curve per configuration: its values as recorded)."""
+    import polars as pl
+
+    keys = [c for c in ("design", "config") if c in table.columns]
+    params = [c for c in table.columns if c not in REPLAY_VALUES]
+    if "seconds" not in table.columns:
+        table = table.with_columns(seconds=pl.lit(0.0))
+    agg = table.group_by([*keys, *params, "iteration"]).agg(
+        pl.col("val_dice").mean(), pl.col("seconds").mean()).sort([*keys, "iteration"])
+    out: dict[str, dict] = {}
+    for row in agg.iter_rows(named=True):
+        entry = out.setdefault(record_id(row), {"params": {c: row[c] for c in params},
+                                                "dice": {}, "seconds": {}})
+        entry["dice"][int(row["iteration"])] = float(row["val_dice"])
+        entry["seconds"][int(row["iteration"])] = float(row["seconds"])
+    return out
+
+
+@lru_cache(maxsize=4)
+def _mean_curves(path: str) -> dict[str, dict]:
+    return mean_curves(_replay_table(path))
+
+
+def table_point(kw: dict, columns) -> dict:
+    """A trial's values of the table's parameter ``columns``, as the table writes them; the
+    switch-only ones are left out when the trial does not switch (the engine ignores them)."""
+    switch = _table_value("switch_step", kw) if "switch_step" in columns else "never"
+    return {c: _table_value(c, kw) for c in columns
+            if c not in SWITCH_ONLY or _switches(switch)}
+
+
+def _unit(v: float, bounds) -> float:
+    lo, hi = (math.log(float(b)) for b in bounds[:2])
+    return (math.log(float(v)) - lo) / (hi - lo)
+
+
+def nearest_id(curves: dict[str, dict], point: dict, scales: dict) -> str:
+    """The recorded configuration nearest to ``point`` (table form, `table_point`).
+
+    Nearest first by the number of categorical parameters that differ (0 wherever some
+    record has the point's categoricals: they then match exactly), then by the Euclidean
+    distance over the ``scales`` columns (``{column: [low, high]}``) in the unit cube, log
+    scale; ties go to the first record. A switch-only parameter counts only when both the
+    point and the record switch (the engine ignores it otherwise)."""
+    def key(item):
+        rec = item[1]["params"]
+        both = _switches(point.get("switch_step", "never")) and \
+            _switches(rec.get("switch_step", "never"))
+        use = [c for c in rec if c in point and (c not in SWITCH_ONLY or both)]
+        miss = sum(rec[c] != point[c] for c in use if c not in scales)
+        dist = sum((_unit(rec[c], scales[c]) - _unit(point[c], scales[c])) ** 2
+                   for c in use if c in scales)
+        return (miss, dist)
+
+    if not curves:
+        raise ConfigError("fake.replay: the table has no recorded configuration")
+    return min(curves.items(), key=key)[0]
+
+
+def replay_entry(options: dict, kw: dict) -> dict:
+    """``{"dice": {it: v}, "seconds": {it: s}}`` answering the trial ``kw`` from
+    ``options["replay"]``: the nearest recorded configuration's mean curve with
+    ``options["nearest"]``, else the exact match (`replay_curve`; seconds where recorded)."""
+    path = str(options["replay"])
+    if not options.get("nearest"):
+        return {"dice": replay_curve(path, kw), "seconds": {}}
+    curves = _mean_curves(path)
+    columns = next(iter(curves.values()))["params"] if curves else {}
+    entry = curves[nearest_id(curves, table_point(kw, columns), options["nearest"])]
+    if max(entry["dice"]) != int(kw["iterations"]):
+        raise ConfigError(f"fake.replay: {path} was recorded to {max(entry['dice'])} "
+                          f"iterations; set the budget's iterations to that "
+                          f"(it is {kw['iterations']})")
+    return entry
+
+
+def _pause(options: dict, seconds: dict, it: int, every: int) -> None:
+    """The recorded cost of the evaluation at ``it`` times ``time_scale`` (else ``sleep``)."""
+    scale = float(options.get("time_scale") or 0.0)
+    if scale and it in seconds:
+        time.sleep(max(0.0, scale * (seconds[it] - seconds.get(it - every, 0.0))))
+    else:
+        time.sleep(float(options.get("sleep", 0.0)))
+
+
+def _log_event(options: dict, trial_id: str, it: int) -> None:
+    if options.get("log_events"):
+        with open(options["log_events"], "a", encoding="utf-8") as f:
+            f.write(json.dumps({"trial": trial_id, "iteration": it, "t": time.time()}) + "\n")
 
 
 def case_rows(score: float, cases: list[str]) -> list[dict]:
@@ -118,10 +236,11 @@ def train(kw: dict, options: dict, val_cases: list[str], on_report, *, resume_fr
         with open(options["log_starts"], "a", encoding="utf-8") as f:
             f.write(f"{trial_id} {start}\n")
     misleading = bool(options.get("misleading", False))
-    recorded = replay_curve(options["replay"], kw) if options.get("replay") else None
+    entry = replay_entry(options, kw) if options.get("replay") else None
+    recorded = entry["dice"] if entry is not None else None
     metrics: dict = {}
     for it in range(start + every, iterations + 1, every):
-        time.sleep(float(options.get("sleep", 0.0)))
+        _pause(options, entry["seconds"] if entry is not None else {}, it, every)
         if options.get("crash_lr_above") is not None and lr > options["crash_lr_above"]:
             raise RuntimeError(f"fake crash: lr {lr:.3g} above {options['crash_lr_above']}")
         if options.get("nan_lr_below") is not None and lr < options["nan_lr_below"]:
@@ -135,6 +254,7 @@ def train(kw: dict, options: dict, val_cases: list[str], on_report, *, resume_fr
                    "val_precision": _mean(rows, "precision"),
                    "val_recall": _mean(rows, "recall"), "train_loss": 1.0 - it / iterations,
                    "per_case": rows, "nan_loss": False}
+        _log_event(options, trial_id, it)
         if not options.get("checkpoints", True):
             on_report(it, metrics, None)
             continue

@@ -175,7 +175,7 @@ def run_policy(table_path: str | Path, settings: dict, policy: Policy, seed: int
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     path = run_dir / "space.yaml"
-    log = run_dir / "events.jsonl" if concurrency > 1 else None
+    log = (run_dir / "events.jsonl").resolve() if concurrency > 1 else None  # workers' cwd
     path.write_text(yaml.safe_dump(space_dict(
         table_path, settings, policy, seed, concurrency,
         time_scale if concurrency > 1 else 0.0, log)))

@@ -230,3 +230,17 @@ def test_replay_at_concurrency_2_through_the_tuner(ray_session, tiny, tmp_path):
     assert [e["compute"] for e in ev] == sorted(e["compute"] for e in ev)
     row = analysis.per_seed(got, final, 40, at_budgets=8)
     assert row["chosen_matches"] and row["spent"] == sum(last.values()) / 40
+
+
+def test_rbf_comparison_is_exact_on_a_linear_landscape():
+    # Dice linear in log lr: a thin-plate RBF (linear polynomial part) answers every
+    # held-out point exactly; the nearest configuration is off by the step to it
+    lrs = (1e-4, 10 ** -3.5, 1e-3, 1e-2)
+    rows = [_row("sobol", c, 0, it, 0.1 + 0.2 * (math.log10(lr) + 4) / 2, lr=lr)
+            for c, lr in enumerate(lrs) for it in (10, 20, 30, 40, 50)]
+    table = pl.DataFrame(rows)
+    rbf = held_out_error(table, SCALES, at=[50], method="rbf")
+    assert rbf["mae"]["50"] == pytest.approx(0.0, abs=1e-9)
+    near = held_out_error(table, SCALES, at=[50])
+    # steps 0.05 (1e-4 <-> 10^-3.5, twice), 0.05 (1e-3 -> 10^-3.5), 0.1 (1e-2 -> 1e-3)
+    assert near["mae"]["50"] == pytest.approx((0.05 * 3 + 0.1) / 4)

@@ -146,15 +146,16 @@ def space_dict(table_path: str | Path, settings: dict, policy: Policy, seed: int
               "sampler": policy.sampler, "early_stopping": policy.early_stopping}
     if policy.start_with:
         budget["start_with"] = [_start_point(p, continuous) for p in policy.start_with]
-    fake = {"replay": str(Path(table_path).resolve()), "checkpoints": False}
+    replay = {"table": str(Path(table_path).resolve())}  # study.tune.fake.replay_options
     if continuous:
-        fake["nearest"] = NEAREST
+        replay["nearest"] = NEAREST
     if time_scale:
-        fake["time_scale"] = float(time_scale)
+        replay["time_scale"] = float(time_scale)
     if log_events:
-        fake["log_events"] = str(log_events)
+        replay["log_events"] = str(log_events)
     return {"description": f"HPO replay: {policy.name}", "trainable": "fake", "seed": seed,
-            "params": params, "fake": fake,
+            "params": params, "fake": {"replay": replay if len(replay) > 1 else replay["table"],
+                                       "checkpoints": False},
             "resources": {"default": {"cpu": min(1.0, 2.0 / concurrency), "gpu": 0}},
             "budgets": {"replay": budget}}
 

@@ -21,7 +21,9 @@ nothing to save would: the replay's speed), ``cost`` (known model costs, `cost`:
 default: {params, infer_s, infer_peak_mb}}``, a number or ``{per_lr: X}`` = X * lr / 1e-3
 each; recorded as the trial's cost columns).
 
-Replay of a table recorded over a continuous space (issue 29; `replay_entry`):
+Replay of a table recorded over a continuous space (issue 29; `replay_entry`): ``replay``
+may be a mapping ``{table: PATH, nearest: ..., time_scale: ..., log_events: ...}`` (the
+space's ``fake:`` keys are fixed, so the new options live under ``replay``; `replay_options`):
 ``nearest: {COLUMN: [low, high], ...}`` answers a proposed point with the *nearest recorded
 configuration* (`nearest_id`: categoricals matched exactly where any record has them,
 distance in the unit cube of the named columns, log scale) instead of an exact match; a
@@ -177,10 +179,22 @@ def nearest_id(curves: dict[str, dict], point: dict, scales: dict) -> str:
     return min(curves.items(), key=key)[0]
 
 
+def replay_options(options: dict) -> dict:
+    """``options`` with a mapping ``replay`` flattened: ``replay`` becomes its ``table`` and
+    its other keys (``nearest``, ``time_scale``, ``log_events``) options of their own."""
+    replay = options.get("replay")
+    if not isinstance(replay, dict):
+        return options
+    if "table" not in replay:
+        raise ConfigError("fake.replay: a mapping needs table: PATH (the recorded curves)")
+    return {**options, **replay, "replay": replay["table"]}
+
+
 def replay_entry(options: dict, kw: dict) -> dict:
     """``{"dice": {it: v}, "seconds": {it: s}}`` answering the trial ``kw`` from
     ``options["replay"]``: the nearest recorded configuration's mean curve with
     ``options["nearest"]``, else the exact match (`replay_curve`; seconds where recorded)."""
+    options = replay_options(options)
     path = str(options["replay"])
     if not options.get("nearest"):
         return {"dice": replay_curve(path, kw), "seconds": {}}
@@ -229,6 +243,7 @@ def _mean(rows: list[dict], metric: str) -> float:
 def train(kw: dict, options: dict, val_cases: list[str], on_report, *, resume_from: Path | None,
           workdir: Path, trial_id: str = "") -> dict:
     lr, iterations, every = float(kw["lr"]), int(kw["iterations"]), int(kw["eval_every"])
+    options = replay_options(options)
     start = 0
     if resume_from is not None:
         start = int(json.loads((Path(resume_from) / "state.json").read_text())["iteration"])

@@ -116,7 +116,7 @@ def _kw(lr, **over):
 
 
 def test_lookup_answers_a_recorded_point_with_its_curve(tiny):
-    options = {"replay": str(tiny), "nearest": SCALES}
+    options = {"replay": {"table": str(tiny), "nearest": SCALES}}
     got = replay_entry(options, _kw(1e-3, lr_after_switch=0.5, lrdehl="mae"))
     # config 1, the mean of its two seeds (0.48 / 0.52 -> 0.5, ...)
     assert got["dice"] == pytest.approx({10: 0.5, 20: 0.55, 30: 0.6, 40: 0.65})
@@ -185,7 +185,10 @@ def test_space_of_a_continuous_replay(tiny):
                        log_events="ev.jsonl")
     assert space["params"]["lr"] == {"loguniform": [1e-4, 1e-2]}
     assert space["params"]["augment"] == "none" and space["params"]["inputs"] == "single"
-    assert space["fake"]["nearest"] == SCALES and space["fake"]["time_scale"] == 0.01
+    assert space["fake"]["replay"]["nearest"] == SCALES
+    assert space["fake"]["replay"]["time_scale"] == 0.01
+    assert space_dict(tiny, {**settings, "continuous": False, "grid": {"lr": [1e-3]}}, pol,
+                      0)["fake"]["replay"] == str(tiny.resolve())  # the first replay's form
     assert space["budgets"]["replay"]["max_concurrent"] == 4
     assert space["resources"]["default"]["cpu"] == 0.5  # 4 trials on 2 Ray CPUs
     assert space["budgets"]["replay"]["start_with"][0]["lrdehl"] == "mae"

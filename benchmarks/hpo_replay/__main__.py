@@ -69,6 +69,8 @@ def _record(args) -> None:
 
     if args.design == "grid":
         record(workers=args.workers, work=args.work, out=args.out or DATA)
+    elif args.points < 48:
+        raise SystemExit(f"--points {args.points}: the v2 table needs at least 48 (issue 29)")
     else:
         record_v2(workers=args.workers, work=args.work, out=args.out or DATA,
                   points=args.points, seeds=args.seeds, grid=not args.no_grid,

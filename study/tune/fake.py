@@ -84,6 +84,11 @@ def replay_curve(path: str | Path, kw: dict) -> dict[int, float]:
     """Recorded validation Dice by iteration of the table's configuration equal to ``kw``'s
     parameters (floats compared to 1e-9, relative); a ConfigError when there is none or the
     budget differs from the recorded one."""
+    return _exact(path, kw)[0]
+
+
+def _exact(path: str | Path, kw: dict) -> tuple[dict[int, float], dict[int, float]]:
+    """`replay_curve`'s Dice by iteration and the recorded seconds (means over seeds)."""
     import polars as pl
 
     table = _replay_table(str(path))
@@ -98,13 +103,16 @@ def replay_curve(path: str | Path, kw: dict) -> dict[int, float]:
     if rows.is_empty():
         raise ConfigError(f"fake.replay: no configuration of {path} has "
                           f"{ {c: _table_value(c, kw) for c in table.columns if c not in REPLAY_VALUES} }")
+    if "seconds" not in rows.columns:
+        rows = rows.with_columns(seconds=pl.lit(0.0))
     if "seed" in table.columns:  # several training seeds: their mean
-        rows = rows.group_by("iteration").agg(pl.col("val_dice").mean()).sort("iteration")
+        rows = rows.group_by("iteration").agg(pl.col("val_dice").mean(),
+                                              pl.col("seconds").mean()).sort("iteration")
     curve_ = dict(zip(rows["iteration"].to_list(), rows["val_dice"].to_list(), strict=True))
     if max(curve_) != int(kw["iterations"]):
         raise ConfigError(f"fake.replay: {path} was recorded to {max(curve_)} iterations; set the "
                           f"budget's iterations to that (it is {kw['iterations']})")
-    return curve_
+    return curve_, dict(zip(rows["iteration"].to_list(), rows["seconds"].to_list(), strict=True))
 
 
 def _switches(step) -> bool:
@@ -193,11 +201,13 @@ def replay_options(options: dict) -> dict:
 def replay_entry(options: dict, kw: dict) -> dict:
     """``{"dice": {it: v}, "seconds": {it: s}}`` answering the trial ``kw`` from
     ``options["replay"]``: the nearest recorded configuration's mean curve with
-    ``options["nearest"]``, else the exact match (`replay_curve`; seconds where recorded)."""
+    ``options["nearest"]``, else the exact match (`replay_curve`; seconds 0 where the
+    table has none)."""
     options = replay_options(options)
     path = str(options["replay"])
     if not options.get("nearest"):
-        return {"dice": replay_curve(path, kw), "seconds": {}}
+        dice, seconds = _exact(path, kw)
+        return {"dice": dice, "seconds": seconds}
     curves = _mean_curves(path)
     columns = next(iter(curves.values()))["params"] if curves else {}
     entry = curves[nearest_id(curves, table_point(kw, columns), options["nearest"])]

@@ -247,3 +247,8 @@ def test_rbf_comparison_is_exact_on_a_linear_landscape():
     near = held_out_error(table, SCALES, at=[50])
     # steps 0.05 (1e-4 <-> 10^-3.5, twice), 0.05 (1e-3 -> 10^-3.5), 0.1 (1e-2 -> 1e-3)
     assert near["mae"]["50"] == pytest.approx((0.05 * 3 + 0.1) / 4)
+
+
+def test_exact_lookup_gives_the_recorded_seconds_too(tiny):
+    got = replay_entry({"replay": str(tiny)}, _kw(1e-3, lrdehl="mse", lr_after_switch=1.0))
+    assert got["dice"][40] == pytest.approx(0.65) and got["seconds"][40] == pytest.approx(16.0)

@@ -37,6 +37,24 @@ SCALARS = ("iteration", "val_dice", "val_precision", "val_recall", "train_loss",
 COST_KEYS = ("params", "infer_s", "infer_peak_mb", "infer_device")
 
 
+def loader_workers(resources: dict, augment: str, cuda: bool) -> int:
+    """DataLoader worker processes of a trial: on a GPU trial that augments, the CPUs Ray
+    reserved for it beyond the training process's one (``resources: hybrid: {cpu: 3, gpu:
+    0.25}`` gives 2 workers), so the augmentation runs beside the GPU's steps instead of
+    between them; otherwise 0 (on a CPU trial the loader is >= 66x ahead of training, and a
+    worker would take a core from it: benchmarks/README.md, section 1)."""
+    if not cuda or float(resources.get("GPU", 0) or 0) <= 0 or augment in (None, "none"):
+        return 0
+    return max(0, int(float(resources.get("CPU", 1) or 1)) - 1)
+
+
+def _trial_resources(ctx) -> dict:
+    try:
+        return dict(ctx.get_trial_resources().required_resources)
+    except Exception:  # noqa: BLE001 - outside a Tune session (tests): no reservation known
+        return {}
+
+
 def trial_dirname(trial) -> str:
     """Short trial folder names: ``trial_0003_5c1e0a2b`` (counter, then Ray's trial id)."""
     counter = str(trial.experiment_tag).split("_", 1)[0]
@@ -185,9 +203,13 @@ def study_trainable(config: dict, run: TrialSettings) -> None:
             fake.train(kw, run.fake, val, on_report,
                        resume_from=resume_from, workdir=workdir, trial_id=trial_id)
             return
+        import torch
+
         from study.train.cost import measure_checkpoint
         from study.train.engine import TrainConfig, train
 
         prep = _prepare(run, fold)
+        kw["num_workers"] = loader_workers(_trial_resources(ctx), kw.get("augment", "none"),
+                                           torch.cuda.is_available())
         on_report = make_reporter(lambda ckpt: measure_checkpoint(ckpt, prep, val[0]))
         train(TrainConfig(**kw), prep, on_report, resume_from=resume_from, workdir=workdir)

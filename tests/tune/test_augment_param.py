@@ -77,3 +77,17 @@ def test_warm_up_times_the_default_augmentation():
     assert typical(Dist("choice", ("none", "light")), "augment") == "none"
     assert typical(Dist("fixed", ("heavy",)), "augment") == "heavy"
     assert typical(Dist("choice", (16, None)), "base_channels") == 16
+
+
+@pytest.mark.parametrize("resources, augment, cuda, workers", [
+    ({"CPU": 3.0, "GPU": 0.25}, "default", True, 2),  # GPU trial with 3 CPUs: 2 loader workers
+    ({"CPU": 1.0, "GPU": 0.25}, "heavy", True, 0),  # the shipped 1 CPU: in-process
+    ({"CPU": 3.0, "GPU": 0.25}, "none", True, 0),  # nothing to do beside the GPU
+    ({"CPU": 3.0, "GPU": 0.25}, "default", False, 0),  # reserved a GPU, none there
+    ({"CPU": 2.0}, "default", True, 0),  # CPU trial: the loader is far ahead in-process
+    ({}, "default", True, 0),  # no reservation known (outside Tune)
+])
+def test_loader_workers_only_beside_a_gpu(resources, augment, cuda, workers):
+    from study.tune.trainable import loader_workers
+
+    assert loader_workers(resources, augment, cuda) == workers

@@ -34,14 +34,24 @@ def _readable(path: Path) -> bool:
             return False
     except OSError:
         return False
-    # experiment_state-*.json is JSON; the others are pickles whatever their suffix
-    for load in (json.loads, cloudpickle.loads):
+    # experiment_state-*.json is JSON; the others are pickles whatever their suffix, checked
+    # by walking their opcodes (pickletools: a truncated stream fails, nothing is executed)
+    for load in (json.loads, _pickle_ops):
         try:
             load(data)
             return True
         except Exception:  # truncated or not this format
             pass
     return False
+
+
+def _pickle_ops(data: bytes) -> None:
+    """Raise unless ``data`` is one complete pickle stream (never unpickles it)."""
+    import pickletools
+
+    ops = list(pickletools.genops(data))
+    if not ops or ops[-1][0].name != "STOP":
+        raise ValueError("no complete pickle")
 
 
 def broken_state(exp_dir: Path) -> list[str]:

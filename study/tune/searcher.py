@@ -164,6 +164,16 @@ def prune_reported(storage_url: str, study_name: str) -> int:
     return n
 
 
+def finished_count(storage_url: str, study_name: str) -> int:
+    """How many Optuna trials of the study ended COMPLETE or PRUNED (0 if there is no study)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage_url)
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False,
+                                states=(OptunaState.COMPLETE, OptunaState.PRUNED)))
+
+
 def fail_orphans(storage_url: str, study_name: str) -> int:
     """Mark Optuna trials still RUNNING as FAIL (asked by a driver that was then killed).
 

@@ -31,6 +31,7 @@ from study.tune.searcher import (
     BudgetAwareOptunaSearch,
     DefineByRun,
     fail_orphans,
+    finished_count,
     prune_reported,
 )
 from study.tune.settings import TrialSettings
@@ -189,9 +190,14 @@ def _run_phase(plan: PhasePlan) -> tune.ResultGrid | None:
         snapshot.set_aside(plan.exp_dir)
         snapshot.drop_unrecorded_metrics(plan.run_dir, plan.study, plan.phase, done)
         snapshot.write_carried(plan.exp_dir, len(done))
+        # Tune tells the searcher before the recorder: a kill between them leaves a trial
+        # Optuna scored but the tables never recorded (its rows and checkpoint are lost)
+        lost = finished_count(plan.optuna_url, plan.optuna_study) - len(done)
+        extra = (f"; {lost} trial(s) ended after the last save: Optuna keeps their scores "
+                 f"for sampling, their rows and checkpoints are lost") if lost > 0 else ""
         print(f"phase {plan.phase}: Ray's saved state is unusable ({', '.join(bad)}); "
               f"{len(done)} finished trials and the Optuna history are kept, a new Tuner "
-              f"runs the other {plan.trials - len(done)}", flush=True)
+              f"runs the other {plan.trials - len(done)}{extra}", flush=True)
         tuner = _new_tuner(plan, trainable, plan.trials - len(done))
     else:
         if plan.exp_dir.exists():  # killed before Ray saved any state: start the phase over

@@ -13,6 +13,7 @@ import pytest
 
 from study.results import read_metrics, read_trials
 from study.tune import snapshot
+from study.tune.searcher import finished_count
 
 State = optuna.trial.TrialState
 
@@ -107,6 +108,11 @@ def test_resume_after_truncated_searcher_state(fake_space, small_phantom, tmp_pa
     assert snapshot.broken_state(exp) == []  # what Ray saved reads back
     assert _truncate_searcher_state(exp) >= 1  # as a kill during Ray's copy leaves it
     assert [n.split("-")[0] for n in snapshot.broken_state(exp)] == ["searcher"]
+    url = f"sqlite:///{run}/optuna.db"
+    # Tune tells Optuna before the recorder writes the row: a kill in between leaves a
+    # trial Optuna scored and the tables never saw (it is not run again; a new one is)
+    scored_before = finished_count(url, "k-arterial")
+    assert len(finished) <= scored_before <= len(finished) + 2
 
     with open(tmp_path / "resume.log", "wb") as log:
         proc = launch_bg(["--name", "k", "--out", str(tmp_path), "--resume"], log)
@@ -125,10 +131,13 @@ def test_resume_after_truncated_searcher_state(fake_space, small_phantom, tmp_pa
     assert not again & finished  # no finished trial ran again
     m = read_metrics(run).filter(pl.col("split") == "val")
     assert set(m["trial"]) == set(trials["trial"])  # no rows of the trials that were lost
-    study = optuna.load_study(study_name="k-arterial", storage=f"sqlite:///{run}/optuna.db")
+    study = optuna.load_study(study_name="k-arterial", storage=url)
     states = [t.state for t in study.trials]
     assert State.RUNNING not in states
-    assert states.count(State.COMPLETE) + states.count(State.PRUNED) == 6
+    # the finished trials Optuna had, plus one per trial the new Tuner ran
+    assert states.count(State.COMPLETE) + states.count(State.PRUNED) \
+        == scored_before + 6 - len(finished)
+    assert ("ended after the last save" in said[0]) == (scored_before > len(finished))
     assert json.loads((exp / snapshot.CARRIED_FILE).read_text()) == {"trials": len(finished)}
 
     # killed again after every trial was recorded, before the phase was marked done, and

@@ -326,6 +326,10 @@ def run_all(table_path: str | Path, policies: list[Policy], seeds: list[int],
 
 TPE = {"name": "tpe", "n_startup_trials": 10, "multivariate": False, "group": False}
 RANDOM = {"name": "random"}
+#: the `cpu` budgets' start_with (search_spaces/unet2d.yaml), in the table's parameters
+CPU_START_WITH = (
+    {"lr": 1.0e-3, "l2": 1.0e-5, "base_channels": 16, "loss": "dice", "switch_step": "never"},
+    {"lr": 1.0e-3, "l2": 5.0e-4, "base_channels": 16, "loss": "sqdice", "switch_step": 0.75})
 #: the shipped `full` budgets' schedule: grace 1/8 of the budget, halving (rf 2)
 POLICIES = (
     # 48 trials: 2 of the 64 configurations are within 99 % of the best, so random search
@@ -342,14 +346,15 @@ POLICIES = (
            note="TPE after 5 random trials instead of 10"),
     Policy("tpe+asha multivariate", {**TPE, "multivariate": True, "group": True}, "asha",
            0.125, 2, 48, note="multivariate, grouped TPE"),
-    Policy("tpe+asha start_with", TPE, "asha", 0.125, 2, 48, start_with=(
-        {"lr": 1.0e-3, "l2": 1.0e-5, "base_channels": 16, "loss": "dice",
-         "switch_step": "never"},
-        {"lr": 1.0e-3, "l2": 5.0e-4, "base_channels": 16, "loss": "sqdice",
-         "switch_step": 0.75}),
+    Policy("tpe+asha start_with", TPE, "asha", 0.125, 2, 48, start_with=CPU_START_WITH,
            note="the cpu budgets' two start_with configurations asked first"),
     Policy("tpe+asha multivariate rf3 g0.2", {**TPE, "multivariate": True, "group": True},
            "asha", 0.2, 3, 48, note="the shipped default since this replay"),
+    Policy("cpu budget", {**TPE, "multivariate": True, "group": True}, "asha", 0.2, 3, 48,
+           start_with=CPU_START_WITH,
+           note="the cpu budgets as shipped: multivariate TPE, ASHA 1/5 rf 3, start_with"),
+    Policy("tpe multivariate", {**TPE, "multivariate": True, "group": True}, "none",
+           trials=48, note="multivariate, grouped TPE, every trial to the end"),
 )
 
 

@@ -252,3 +252,33 @@ def test_rbf_comparison_is_exact_on_a_linear_landscape():
 def test_exact_lookup_gives_the_recorded_seconds_too(tiny):
     got = replay_entry({"replay": str(tiny)}, _kw(1e-3, lrdehl="mse", lr_after_switch=1.0))
     assert got["dice"][40] == pytest.approx(0.65) and got["seconds"][40] == pytest.approx(16.0)
+
+
+# --- the replay measures what ships --------------------------------------------------------
+
+def test_cpu_budget_policy_and_recorded_space_are_the_shipped_unet2d_cpu_budget():
+    """If search_spaces/unet2d.yaml's cpu budget changes, the replay's "cpu budget" policy
+    and the v2 recording's space must follow (or the README cites another schedule)."""
+    from benchmarks.hpo_replay.replay import POLICIES
+    from study.tune.space import load_space
+
+    space = load_space("unet2d")
+    b = space.budget("cpu")
+    policy = next(p for p in POLICIES if p.name == "cpu budget")
+    assert policy.grace == pytest.approx(b.grace_period / b.iterations)
+    assert policy.reduction_factor == b.reduction_factor
+    assert policy.early_stopping == b.early_stopping == "asha"
+    shipped = space.sampler_for(b)
+    assert {k: policy.sampler[k] for k in ("name", "multivariate", "group")} \
+        == {k: shipped[k] for k in ("name", "multivariate", "group")}
+    raw = space.budget_start["cpu"]
+    assert len(raw) == len(policy.start_with)
+    for mine, theirs in zip(policy.start_with, raw, strict=True):
+        assert {k: theirs[k] for k in mine} == mine
+    # the v2 recording's continuous space is the cpu budget's (lr narrowed there)
+    params, _ = space.space_for(b)
+    for name in ("lr", "l2", "lr_after_switch"):
+        assert [params[name].args[0], params[name].args[1]] == record.SPACE[name]["loguniform"]
+    for name in ("base_channels", "loss", "switch_step", "lrdehl"):
+        assert sorted(map(str, params[name].args)) \
+            == sorted(map(str, record.SPACE[name]["choice"]))

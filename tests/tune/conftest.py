@@ -59,3 +59,9 @@ def launch_bg():
                                 start_new_session=True)
 
     return launch
+
+
+def replay_kw(lr, **over):
+    """The fake trainable's keywords for a hand-made replay table's configuration."""
+    return {"lr": lr, "l2": 1e-5, "base_channels": 8, "loss": "dice", "switch_step": None,
+            "iterations": 40, **over}

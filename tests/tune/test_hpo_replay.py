@@ -13,6 +13,7 @@ from benchmarks.hpo_replay import analysis
 from benchmarks.hpo_replay.replay import TPE, Policy, run_policy, table_settings
 from study.errors import ConfigError
 from study.tune.fake import replay_curve
+from tests.tune.conftest import replay_kw as _kw
 
 # A leads early and ends worse; B starts slow and ends best (ASHA's known trap)
 CURVES = {1e-2: [0.5, 0.55, 0.58, 0.6], 1e-3: [0.2, 0.4, 0.7, 0.9]}
@@ -29,11 +30,6 @@ def table(tmp_path):
     path = tmp_path / "curves.parquet"
     pl.DataFrame(rows).write_parquet(path)
     return path
-
-
-def _kw(lr, **over):
-    return {"lr": lr, "l2": 1e-5, "base_channels": 8, "loss": "dice", "switch_step": None,
-            "iterations": 40, **over}
 
 
 def test_replay_curve_finds_the_configuration(table):

@@ -22,6 +22,7 @@ from benchmarks.hpo_replay.replay import (
     table_settings,
 )
 from study.tune.fake import mean_curves, nearest_id, replay_entry
+from tests.tune.conftest import replay_kw as _kw
 
 SCALES = {"lr": [1e-4, 1e-2], "l2": [1e-6, 1e-3], "lr_after_switch": [0.01, 1.0]}
 
@@ -108,11 +109,6 @@ def tiny(tmp_path):
     path = tmp_path / "v2.parquet"
     pl.DataFrame(rows).write_parquet(path)
     return path
-
-
-def _kw(lr, **over):
-    return {"lr": lr, "l2": 1e-5, "base_channels": 8, "loss": "dice", "switch_step": None,
-            "iterations": 40, **over}
 
 
 def test_lookup_answers_a_recorded_point_with_its_curve(tiny):

@@ -44,7 +44,7 @@ from benchmarks.common import REPO, environment
 DATA = REPO / "benchmarks" / "data"
 TABLE_NAME = "hpo_replay_curves.parquet"
 SETTINGS_NAME = "hpo_replay_settings.json"
-PARTS_NAME = "hpo_replay_parts"  # one file per finished configuration (not committed)
+PARTS_NAME = "hpo_replay_parts"  # one file per finished run (v2/ committed: resumable anywhere)
 TABLE = DATA / TABLE_NAME
 
 GRID = {

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import polars as pl
-import ray.cloudpickle as cloudpickle
 
 from study.io import write_text_atomic
 from study.results import METRICS_FILE, read_metrics, read_trials, write_parquet_atomic
@@ -132,14 +131,24 @@ def named_checkpoints(exp_dir: Path) -> dict[str, tuple[str, str | None]]:
         path = None
         manager = meta.get("checkpoint_manager")
         if isinstance(manager, dict) and manager.get("value"):
-            try:  # Ray stores its checkpoint manager cloudpickled, hex-encoded
-                latest = cloudpickle.loads(bytes.fromhex(manager["value"]))._latest_checkpoint_result
-            except Exception:  # another Ray layout: nothing to say about this trial
-                latest = None
-            if latest is not None and latest.checkpoint is not None:
-                path = str(latest.checkpoint.path)
+            path = _latest_checkpoint_path(manager["value"])
         out[str(t["trial_id"])] = (str(t.get("status")), path)
     return out
+
+
+def _latest_checkpoint_path(hex_pickle: str) -> str | None:
+    """The newest ``checkpoint_NNNNNN`` path named in Ray's checkpoint manager (cloudpickled,
+    hex-encoded) without unpickling it: its string constants are read by walking the
+    opcodes (pickletools executes nothing). Checkpoint numbers only grow, so the highest
+    is the manager's latest result. None for an unreadable value or no checkpoint."""
+    import pickletools
+
+    try:
+        names = [arg for _, arg, _ in pickletools.genops(bytes.fromhex(hex_pickle))
+                 if isinstance(arg, str) and _checkpoint_index(Path(arg).name) >= 0]
+    except Exception:  # not hex, or not a complete pickle: nothing to say about this trial
+        return None
+    return max(names, key=lambda n: _checkpoint_index(Path(n).name), default=None)
 
 
 def repair_checkpoints(exp_dir: Path) -> list[str]:

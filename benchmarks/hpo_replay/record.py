@@ -35,6 +35,8 @@ import math
 import multiprocessing as mp
 import os
 import random
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -310,8 +312,14 @@ def record_v2(workers: int = 2, work: Path | None = None, out: Path = DATA,
             for job in jobs:
                 _train_v2(job)
         else:
-            with mp.get_context("spawn").Pool(workers, _init_v2, (str(work),)) as pool:
-                list(pool.imap(_train_v2, jobs, chunksize=1))  # in order, one at a time
+            # SIGTERM (kill, timeout) ends the pool too: without this the parent dies and its
+            # spawn workers finish their trainings beside whatever runs next
+            previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+            try:
+                with mp.get_context("spawn").Pool(workers, _init_v2, (str(work),)) as pool:
+                    list(pool.imap(_train_v2, jobs, chunksize=1))  # in order, one at a time
+            finally:
+                signal.signal(signal.SIGTERM, previous)
     return merge_v2(out, order, {"points": points, "seeds": list(seeds), "grid": grid,
                                  "sobol_seed": sobol_seed})
 

@@ -29,7 +29,9 @@ def main(argv=None) -> int:
     lk = sub.add_parser("lookup", help="the nearest lookup's leave-one-out error on a table")
     lk.add_argument("--table", default=None, help="default: the v2 table")
     rep = sub.add_parser("replay", help="replay the policies over the recorded table")
-    rep.add_argument("--seeds", type=int, default=30)
+    rep.add_argument("--seeds", type=int, nargs="+", default=[30],
+                     help="replay seeds; with --concurrency one number per concurrency "
+                          "is allowed (e.g. 20 20 12), one number means all")
     rep.add_argument("--policies", default=None, help="comma-separated policy names")
     rep.add_argument("--table", default=None)
     rep.add_argument("--at", type=float, default=8.0,
@@ -87,7 +89,7 @@ def _replay(args) -> None:
     only = args.policies.split(",") if args.policies else None
     shard = tuple(int(v) for v in args.shard.split("/"))
     if args.concurrency is None:  # the first replay's command, unchanged
-        run(table, seeds=args.seeds, only=only, at=args.at, shard=shard)
+        run(table, seeds=args.seeds[0], only=only, at=args.at, shard=shard)
     else:
         run_keyed(table, seeds=args.seeds, only=only, at=args.at,
                   concurrency=tuple(args.concurrency), time_scale=args.time_scale,

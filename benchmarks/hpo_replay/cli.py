@@ -178,13 +178,13 @@ def run_keyed(table_path: Path, seeds: int | list[int] = 30, only: list[str] | N
     table in ``CACHE/<table stem>/``; written to ``results/<result_name>.json``."""
     policies = [p for p in POLICIES if not only or p.name in only]
     cache = cache or CACHE / Path(table_path).stem
-    final = analysis.finals(load_table(table_path),
-                            table_settings(load_table(table_path))["iterations"])
-    per = [seeds] if isinstance(seeds, int) else list(seeds)
-    if len(per) not in (1, len(concurrency)):
-        raise SystemExit(f"--seeds {' '.join(map(str, per))}: give one number, or one per "
+    table_df = load_table(table_path)
+    final = analysis.finals(table_df, table_settings(table_df)["iterations"])
+    given = [seeds] if isinstance(seeds, int) else list(seeds)
+    if len(given) not in (1, len(concurrency)):
+        raise SystemExit(f"--seeds {' '.join(map(str, given))}: give one number, or one per "
                          f"concurrency ({len(concurrency)})")
-    per = dict(zip(concurrency, per * len(concurrency) if len(per) == 1 else per,
+    per = dict(zip(concurrency, given * len(concurrency) if len(given) == 1 else given,
                    strict=True))
     by: dict[str, dict] = {}
     for k in concurrency:
